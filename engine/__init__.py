@@ -1,0 +1,1 @@
+"""Kinema engine: graph execution. Knows nothing of HTTP or of any model."""

@@ -1,0 +1,66 @@
+"""Kinema's built-in nodes, one module per family, merged into one mapping.
+
+This package is also what ComfyUI plugins get with ``import nodes``: it carries
+``MAX_RESOLUTION``, ``NODE_CLASS_MAPPINGS``, ``NODE_DISPLAY_NAME_MAPPINGS`` and the node
+classes by name (``nodes.SaveImage``, ``nodes.LoadImage`` ...), which plugins subclass.
+"""
+
+from __future__ import annotations
+
+from nodes import image, image_io, primitives
+from nodes.image import (
+    EmptyImage,
+    ImageBatch,
+    ImageBlend,
+    ImageBlur,
+    ImageFromBatch,
+    ImageInvert,
+    ImageScale,
+    ImageScaleBy,
+    ImageSharpen,
+    RepeatImageBatch,
+)
+from nodes.image_io import LoadImage, PreviewImage, SaveImage
+from nodes.imaging import MAX_RESOLUTION
+from nodes.primitives import (
+    PrimitiveBoolean,
+    PrimitiveFloat,
+    PrimitiveInt,
+    PrimitiveString,
+    PrimitiveStringMultiline,
+)
+
+FAMILIES = (image, image_io, primitives)
+
+NODE_CLASS_MAPPINGS: dict[str, type] = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
+for _family in FAMILIES:
+    _clash = NODE_CLASS_MAPPINGS.keys() & _family.NODE_CLASS_MAPPINGS.keys()
+    if _clash:
+        raise RuntimeError(f"{_family.__name__} redefines built-in nodes {sorted(_clash)}")
+    NODE_CLASS_MAPPINGS.update(_family.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(_family.NODE_DISPLAY_NAME_MAPPINGS)
+
+__all__ = [
+    "MAX_RESOLUTION",
+    "NODE_CLASS_MAPPINGS",
+    "NODE_DISPLAY_NAME_MAPPINGS",
+    "EmptyImage",
+    "ImageBatch",
+    "ImageBlend",
+    "ImageBlur",
+    "ImageFromBatch",
+    "ImageInvert",
+    "ImageScale",
+    "ImageScaleBy",
+    "ImageSharpen",
+    "LoadImage",
+    "PreviewImage",
+    "PrimitiveBoolean",
+    "PrimitiveFloat",
+    "PrimitiveInt",
+    "PrimitiveString",
+    "PrimitiveStringMultiline",
+    "RepeatImageBatch",
+    "SaveImage",
+]
