@@ -8,7 +8,6 @@ order, so the cost is linear in the size of the graph (ComfyUI re-walks every an
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import sys
@@ -32,10 +31,13 @@ def compute_signatures(plan: ExecutionPlan, registry: NodeRegistry,
                        is_changed: Callable[[str, NodeType], Any]) -> dict[str, str]:
     """Signature of every planned node, by node id."""
     signatures: dict[str, str] = {}
+    keyed_on_id: dict[str, bool] = {}
     for nid in plan.order:
         node = plan.prompt[nid]
         node_type = registry.get(node["class_type"])
         assert node_type is not None
+        if node_type.name not in keyed_on_id:
+            keyed_on_id[node_type.name] = _depends_on_identity(node_type)
         inputs = []
         for name, value in sorted(node["inputs"].items()):
             if is_link(value):
@@ -43,9 +45,10 @@ def compute_signatures(plan: ExecutionPlan, registry: NodeRegistry,
             else:
                 inputs.append((name, "value", _canonical(value)))
         parts: list[Any] = [node_type.name, inputs, _canonical(is_changed(nid, node_type))]
-        if _depends_on_identity(node_type):
+        if keyed_on_id[node_type.name]:
             parts.append(nid)
-        digest = hashlib.sha256(json.dumps(parts, default=repr).encode()).hexdigest()
+        # repr of canonical values (str, numbers, lists, sorted dicts) is deterministic.
+        digest = hashlib.sha256(repr(parts).encode()).hexdigest()
         signatures[nid] = digest
     return signatures
 

@@ -97,15 +97,16 @@ def validate_prompt(prompt: Any, registry: NodeRegistry,
             "dependency_cycle", "Dependency cycle detected",
             f"node {cycle_node} depends on its own output"))
     checked: dict[str, dict[str, Any]] = {}
+    facts = _TypeFacts(registry)
     for nid in graph.nodes:
-        inputs, errors = _validate_node(nid, prompt, registry)
+        inputs, errors = _validate_node(nid, prompt, facts)
         checked[nid] = {**prompt[nid], "inputs": inputs}
         if errors:
             node_errors.setdefault(nid, []).extend(errors)
     if node_errors:
         raise _node_errors(node_errors, prompt, graph, output_ids)
 
-    order = list(nx.lexicographical_topological_sort(graph, key=_id_key))
+    order = list(nx.topological_sort(graph))
     return ExecutionPlan(checked, graph, order, output_ids)
 
 
@@ -165,22 +166,49 @@ def _dependency_graph(prompt: dict[str, dict[str, Any]], outputs: list[str]) -> 
 
 
 def _cycle_nodes(graph: nx.DiGraph) -> list[str]:
+    if nx.is_directed_acyclic_graph(graph):
+        return []
     return sorted({n for comp in nx.strongly_connected_components(graph)
                    if len(comp) > 1 or graph.has_edge(*(next(iter(comp)),) * 2) for n in comp},
                   key=_id_key)
 
 
-def _validate_node(nid: str, prompt: dict[str, dict[str, Any]], registry: NodeRegistry,
+class _TypeFacts:
+    """Each node type's parsed inputs, read once per validation (INPUT_TYPES may list files)."""
+
+    def __init__(self, registry: NodeRegistry):
+        self.registry = registry
+        self._specs: dict[str, dict[str, InputSpec]] = {}
+        self._custom: dict[str, set[str]] = {}
+
+    def node_type(self, class_type: str) -> NodeType:
+        node_type = self.registry.get(class_type)
+        assert node_type is not None, "unknown types are rejected before node validation"
+        return node_type
+
+    def specs(self, class_type: str) -> dict[str, InputSpec]:
+        if class_type not in self._specs:
+            self._specs[class_type] = self.node_type(class_type).inputs()
+        return self._specs[class_type]
+
+    def custom_validated(self, class_type: str) -> set[str]:
+        if class_type not in self._custom:
+            self._custom[class_type] = _custom_validated_inputs(self.node_type(class_type))
+        return self._custom[class_type]
+
+
+def _validate_node(nid: str, prompt: dict[str, dict[str, Any]], facts: _TypeFacts,
                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    node_type = registry.get(prompt[nid]["class_type"])
-    assert node_type is not None
+    class_type = prompt[nid]["class_type"]
+    registry = facts.registry
     inputs = dict(prompt[nid]["inputs"])
     try:
-        specs = node_type.inputs()
+        specs = facts.specs(class_type)
     except Exception as exc:
         return inputs, [error_entry("exception_during_validation",
                                     "INPUT_TYPES failed", f"{type(exc).__name__}: {exc}")]
-    custom = _custom_validated_inputs(node_type)
+    custom = facts.custom_validated(class_type)
+    node_type = facts.node_type(class_type)
     errors: list[dict[str, Any]] = []
     for name, spec in specs.items():
         if spec.section == "hidden":

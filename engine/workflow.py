@@ -28,7 +28,8 @@ DROPPED_TYPES = frozenset({"Note", "MarkdownNote"})
 API_IDS_KEY = "kinema_api_ids"  # canvas extra: canvas node id -> API id, for non-numeric ids
 COLUMN_GAP, ROW_GAP, NODE_WIDTH, TITLE_H, SLOT_H = 80, 50, 320, 30, 24
 
-_Source = tuple[str, Any, Any]  # ("link", node_id, slot) | ("value", v, None) | ("keep", ...)
+# How a canvas link resolves: ("link", node_id, slot), ("value", v, _), ("keep" | "drop", _, _)
+_Source = tuple[str, Any, Any]
 
 
 class WorkflowError(ValueError):
@@ -39,6 +40,14 @@ class WorkflowError(ValueError):
         super().__init__(message)
         self.error: dict[str, Any] = {"type": type, "message": message, "details": details,
                                       "extra_info": dict(extra_info or {})}
+
+
+def _bad(message: str, details: str = "", **extra_info: Any) -> WorkflowError:
+    return WorkflowError(message, details=details, extra_info=extra_info)
+
+
+def _bad_node(nid: str, message: str) -> WorkflowError:
+    return _bad(message, f"Node ID '#{nid}'", node_id=nid)
 
 
 def parse_workflow(data: str | bytes | bytearray | Mapping[str, Any],
@@ -54,47 +63,36 @@ def parse_workflow(data: str | bytes | bytearray | Mapping[str, Any],
         except (ValueError, RecursionError) as exc:
             raise WorkflowError("Workflow is not valid JSON.", type="malformed_json",
                                 details=str(exc)[:500]) from None
-    if not isinstance(data, Mapping):
-        raise WorkflowError("A workflow must be a JSON object.",
-                            details=f"got {type(data).__name__}")
-    if isinstance(data.get("nodes"), list):
+    while isinstance(data, Mapping) and isinstance(data.get("prompt"), Mapping) \
+            and "class_type" not in data["prompt"]:
+        data = data["prompt"]
+    if isinstance(data, Mapping) and isinstance(data.get("nodes"), list):
         return canvas_to_api(data, registry)
-    inner = data.get("prompt")
-    if isinstance(inner, Mapping) and "class_type" not in inner:
-        return parse_workflow(inner, registry)
     return check_api(data)
 
 
 def check_api(prompt: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Check the shape of an API prompt; return a copy with string ids and ``[str, int]`` links."""
     if not isinstance(prompt, Mapping):
-        raise WorkflowError("A prompt must be a JSON object.",
-                            details=f"got {type(prompt).__name__}")
+        raise _bad("A workflow must be a JSON object.", f"got {type(prompt).__name__}")
     out: dict[str, dict[str, Any]] = {}
     for raw_id, node in prompt.items():
         nid = str(raw_id)
         if not isinstance(node, Mapping):
-            raise WorkflowError(f"Node #{nid} is not an object.", details=f"Node ID '#{nid}'",
-                                extra_info={"node_id": nid})
+            raise _bad_node(nid, f"Node #{nid} is not an object.")
         if not isinstance(node.get("class_type"), str):
-            raise WorkflowError("Cannot execute because a node is missing the class_type "
-                                "property.", details=f"Node ID '#{nid}'",
-                                extra_info={"node_id": nid})
+            raise _bad_node(nid, "Cannot execute because a node is missing the class_type "
+                                 "property.")
         inputs = node.get("inputs", {})
         if not isinstance(inputs, Mapping):
-            raise WorkflowError(f"Node #{nid}: inputs must be an object.",
-                                details=f"Node ID '#{nid}'", extra_info={"node_id": nid})
-        copy = dict(node)
-        copy["inputs"] = {str(k): _norm_link(v) for k, v in inputs.items()}
-        out[nid] = copy
+            raise _bad_node(nid, f"Node #{nid}: inputs must be an object.")
+        out[nid] = {**node, "inputs": {str(k): [str(v[0]), v[1]] if _is_int_link(v) else v
+                                       for k, v in inputs.items()}}
     return out
 
 
-def _norm_link(value: Any) -> Any:
-    if (isinstance(value, list) and len(value) == 2 and _is_int(value[0])
-            and _is_int(value[1])):
-        return [str(value[0]), value[1]]
-    return value
+def _is_int_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(map(_is_int, value))
 
 
 def _is_int(value: Any) -> bool:
@@ -104,9 +102,8 @@ def _is_int(value: Any) -> bool:
 # --- widget layout: the values a canvas node serialises, in order -----------------------------
 
 def _controlled(spec: InputSpec) -> bool:
-    if spec.options.get("control_after_generate"):
-        return True
-    return spec.type == "INT" and spec.name in SEED_NAMES
+    return bool(spec.options.get("control_after_generate")) or (
+        spec.type == "INT" and spec.name in SEED_NAMES)
 
 
 def _widget_layout(node_type: NodeType) -> list[tuple[str, str]]:
@@ -170,8 +167,7 @@ def _node_key(raw: Any, what: str) -> str:
         return str(raw)
     if isinstance(raw, float) and raw.is_integer():
         return str(int(raw))
-    raise WorkflowError(f"Canvas workflow: {what} has an invalid node id {raw!r}.",
-                        details=what)
+    raise _bad(f"Canvas workflow: {what} has an invalid node id {raw!r}.", what)
 
 
 def _link_id(raw: Any, where: str) -> int:
@@ -179,8 +175,7 @@ def _link_id(raw: Any, where: str) -> int:
         return raw
     if isinstance(raw, str) and raw.isdigit():
         return int(raw)
-    raise WorkflowError(f"Canvas workflow: {where} has an invalid link id {raw!r}.",
-                        details=where)
+    raise _bad(f"Canvas workflow: {where} has an invalid link id {raw!r}.", where)
 
 
 def _read_links(raw: Any) -> dict[int, tuple[str, int, str]]:
@@ -188,7 +183,7 @@ def _read_links(raw: Any) -> dict[int, tuple[str, int, str]]:
     if raw is None:
         return {}
     if not isinstance(raw, list):
-        raise WorkflowError("Canvas workflow: links must be a list.", details="links")
+        raise _bad("Canvas workflow: links must be a list.", "links")
     links: dict[int, tuple[str, int, str]] = {}
     for i, link in enumerate(raw):
         if link is None:
@@ -200,11 +195,10 @@ def _read_links(raw: Any) -> dict[int, tuple[str, int, str]]:
             lid, origin, slot = link.get("id"), link.get("origin_id"), link.get("origin_slot")
             ltype = link.get("type", "*")
         else:
-            raise WorkflowError(f"Canvas workflow: link #{i} is neither a list of at least 5 "
-                                "items nor an object.", details=f"links[{i}]")
+            raise _bad(f"Canvas workflow: link #{i} is neither a list of at least 5 items "
+                       "nor an object.", f"links[{i}]")
         if not _is_int(slot):
-            raise WorkflowError(f"Canvas workflow: link #{i} has an invalid origin slot.",
-                                details=f"links[{i}]")
+            raise _bad(f"Canvas workflow: link #{i} has an invalid origin slot.", f"links[{i}]")
         links[_link_id(lid, f"links[{i}]")] = (_node_key(origin, f"links[{i}]"), slot,
                                                str(ltype))
     return links
@@ -212,25 +206,21 @@ def _read_links(raw: Any) -> dict[int, tuple[str, int, str]]:
 
 def _read_nodes(raw: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(raw, list):
-        raise WorkflowError("Canvas workflow: nodes must be a list.", details="nodes")
+        raise _bad("Canvas workflow: nodes must be a list.", "nodes")
     nodes: dict[str, dict[str, Any]] = {}
     for i, node in enumerate(raw):
         if not isinstance(node, Mapping):
-            raise WorkflowError(f"Canvas workflow: node #{i} is not an object.",
-                                details=f"nodes[{i}]")
+            raise _bad(f"Canvas workflow: node #{i} is not an object.", f"nodes[{i}]")
         key = _node_key(node.get("id"), f"nodes[{i}]")
         if key in nodes:
-            raise WorkflowError(f"Canvas workflow: node id {key} is used twice.",
-                                details=f"Node ID '#{key}'", extra_info={"node_id": key})
+            raise _bad_node(key, f"Canvas workflow: node id {key} is used twice.")
         if not isinstance(node.get("type"), str):
-            raise WorkflowError(f"Canvas workflow: node {key} has no type.",
-                                details=f"Node ID '#{key}'", extra_info={"node_id": key})
+            raise _bad_node(key, f"Canvas workflow: node {key} has no type.")
         for field in ("inputs", "outputs"):
             slots = node.get(field) or []
             if not isinstance(slots, list) or not all(isinstance(s, Mapping) for s in slots):
-                raise WorkflowError(f"Canvas workflow: node {key}: {field} must be a list of "
-                                    "objects.", details=f"Node ID '#{key}'",
-                                    extra_info={"node_id": key})
+                raise _bad_node(key, f"Canvas workflow: node {key}: {field} must be a list "
+                                     "of objects.")
         nodes[key] = dict(node)
     return nodes
 
@@ -243,17 +233,16 @@ class _CanvasReader:
 
     def resolve(self, link_id: int, where: str, seen: frozenset[int] = frozenset()) -> _Source:
         if link_id in seen:
-            raise WorkflowError(f"Canvas workflow: {where} loops through reroute or bypassed "
-                                "nodes.", details=where)
+            raise _bad(f"Canvas workflow: {where} loops through reroute or bypassed nodes.",
+                       where)
         if link_id not in self.links:
-            raise WorkflowError(f"Canvas workflow: {where} uses link {link_id}, which does not "
-                                "exist.", details=where, extra_info={"link_id": link_id})
+            raise _bad(f"Canvas workflow: {where} uses link {link_id}, which does not exist.",
+                       where, link_id=link_id)
         origin, slot, ltype = self.links[link_id]
         src = self.nodes.get(origin)
         if src is None:
-            raise WorkflowError(f"Canvas workflow: link {link_id} starts at node {origin}, "
-                                "which does not exist.", details=where,
-                                extra_info={"link_id": link_id, "node_id": origin})
+            raise _bad(f"Canvas workflow: link {link_id} starts at node {origin}, which does "
+                       "not exist.", where, link_id=link_id, node_id=origin)
         seen = seen | {link_id}
         kind, inputs = src["type"], src.get("inputs") or []
         if kind == "PrimitiveNode":
@@ -284,14 +273,13 @@ class _CanvasReader:
 def canvas_to_api(canvas: Mapping[str, Any], registry: NodeRegistry) -> dict[str, dict[str, Any]]:
     """Convert a litegraph canvas workflow into an API-format prompt (as the frontend queues it)."""
     if not isinstance(canvas, Mapping):
-        raise WorkflowError("A canvas workflow must be a JSON object.")
+        raise _bad("A canvas workflow must be a JSON object.")
     try:
         return _canvas_to_api(canvas, registry)
     except WorkflowError:
         raise
     except Exception as exc:  # a shape this module did not foresee is still the user's data
-        raise WorkflowError(f"Canvas workflow could not be read: {exc}",
-                            details=type(exc).__name__) from exc
+        raise _bad(f"Canvas workflow could not be read: {exc}", type(exc).__name__) from exc
 
 
 def _canvas_to_api(canvas: Mapping[str, Any], registry: NodeRegistry) -> dict[str, Any]:
@@ -348,14 +336,12 @@ def _is_link(value: Any, prompt: Mapping[str, Any]) -> bool:
 
 
 def _canvas_ids(prompt: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, str]]:
-    numeric = {k: int(k) for k in prompt if k.isdigit() and str(int(k)) == k}
-    next_id = max(numeric.values(), default=0) + 1
-    ids, back = dict(numeric), {}
-    for k in prompt:
-        if k not in ids:
-            ids[k], back[str(next_id)] = next_id, k
-            next_id += 1
-    return ids, back
+    """Integer canvas ids (numeric API ids kept), and canvas id -> API id for the others."""
+    ids = {k: int(k) for k in prompt if k.isdigit() and str(int(k)) == k}
+    others = [k for k in prompt if k not in ids]
+    first = max(ids.values(), default=0) + 1
+    ids.update({k: first + i for i, k in enumerate(others)})
+    return ids, {str(ids[k]): k for k in others}
 
 
 def _layers(prompt: Mapping[str, Any]) -> tuple[list[list[str]], list[str]]:
@@ -369,9 +355,11 @@ def _layers(prompt: Mapping[str, Any]) -> tuple[list[list[str]], list[str]]:
     dag = nx.condensation(graph)  # a cycle (an invalid prompt) still gets a layout
     depth: dict[int, int] = {}
     order: list[str] = []
-    for comp in nx.topological_sort(dag):
+    position = {nid: i for i, nid in enumerate(prompt)}
+    for comp in nx.lexicographical_topological_sort(
+            dag, key=lambda c: min(position[n] for n in dag.nodes[c]["members"])):
         depth[comp] = max((depth[p] + 1 for p in dag.predecessors(comp)), default=0)
-        order.extend(sorted(dag.nodes[comp]["members"], key=list(prompt).index))
+        order.extend(sorted(dag.nodes[comp]["members"], key=position.__getitem__))
     columns: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
     for nid in order:
         columns[depth[dag.graph["mapping"][nid]]].append(nid)
@@ -393,17 +381,11 @@ def api_to_canvas(prompt: Mapping[str, Any], registry: NodeRegistry) -> dict[str
     links: list[list[Any]] = []
     nodes: dict[str, dict[str, Any]] = {}
     outputs: dict[str, list[dict[str, Any]]] = {}
-    for nid, node in prompt.items():
-        node_type = registry.get(node["class_type"])
-        if node_type is None:
-            slots = [v[1] for n in prompt.values() for v in n["inputs"].values()
-                     if _is_link(v, prompt) and str(v[0]) == nid]
-            outputs[nid] = [{"name": "*", "type": "*", "links": [], "slot_index": i}
-                            for i in range(max(slots, default=-1) + 1)]
-        else:
-            outputs[nid] = [{"name": name, "type": rtype, "links": [], "slot_index": i}
-                            for i, (rtype, name) in enumerate(zip(
-                                node_type.return_types, node_type.return_names, strict=False))]
+    for nid, node in prompt.items():  # unknown types get "*" outputs as links need them
+        known = registry.get(node["class_type"])
+        outputs[nid] = [{"name": name, "type": rtype, "links": [], "slot_index": i}
+                        for i, (rtype, name) in enumerate(zip(
+                            known.return_types, known.return_names, strict=False))] if known else []
     for nid in order:
         node = prompt[nid]
         node_type = registry.get(node["class_type"])
@@ -418,31 +400,23 @@ def api_to_canvas(prompt: Mapping[str, Any], registry: NodeRegistry) -> dict[str
             if spec is not None and spec.is_widget and not linked:
                 continue
             slot: dict[str, Any] = {"name": name, "type": spec.type if spec else "*",
-                                    "link": None}
+                                    "link": len(links) + 1 if linked else None}
             if spec is not None and spec.is_widget:
                 slot["widget"] = {"name": name}
             if linked:
                 src, src_slot = str(value[0]), value[1]
-                src_outs = outputs[src]
-                while len(src_outs) <= src_slot:
-                    src_outs.append({"name": "*", "type": "*", "links": [],
-                                     "slot_index": len(src_outs)})
-                link_id = len(links) + 1
-                links.append([link_id, ids[src], src_slot, ids[nid], len(inputs),
-                              src_outs[src_slot]["type"]])
-                src_outs[src_slot]["links"].append(link_id)
-                slot["link"] = link_id
+                outs = outputs[src]
+                outs.extend({"name": "*", "type": "*", "links": [], "slot_index": i}
+                            for i in range(len(outs), src_slot + 1))
+                links.append([slot["link"], ids[src], src_slot, ids[nid], len(inputs),
+                              outs[src_slot]["type"]])
+                outs[src_slot]["links"].append(slot["link"])
             inputs.append(slot)
-        if node_type is None:
-            values: Any = {k: v for k, v in given.items() if not _is_link(v, prompt)}
-        else:
-            values = []
-            for kind, name in _widget_layout(node_type):
-                if kind == "widget":
-                    value = given.get(name, _default(specs[name]))
-                    values.append(_default(specs[name]) if _is_link(value, prompt) else value)
-                else:
-                    values.append({"control": "fixed", "filter": ""}.get(kind, name))
+        values: Any = {k: v for k, v in given.items() if not _is_link(v, prompt)}
+        if node_type is not None:  # unknown types keep their values by name
+            values = [values.get(name, _default(specs[name])) if kind == "widget"
+                      else {"control": "fixed", "filter": ""}.get(kind, name)
+                      for kind, name in _widget_layout(node_type)]
         meta = node.get("_meta")
         title = meta.get("title") if isinstance(meta, Mapping) else None
         nodes[nid] = {
@@ -469,12 +443,7 @@ def api_to_canvas(prompt: Mapping[str, Any], registry: NodeRegistry) -> dict[str
 def _size(node_type: NodeType | None, inputs: list[Any], outputs: list[Any],
           values: Any) -> list[float]:
     """Estimated node size: slot rows, then a row per widget (multiline text is taller)."""
-    rows = max(len(inputs), len(outputs))
-    height = rows * SLOT_H + len(values) * SLOT_H + 10
-    width = NODE_WIDTH
-    if node_type is not None:
-        multiline = sum(1 for s in node_type.inputs().values()
-                        if s.is_widget and s.options.get("multiline"))
-        height += multiline * 4 * SLOT_H
-        width += 80 if multiline else 0
-    return [float(width), float(max(height, SLOT_H * 2))]
+    multiline = node_type is not None and sum(
+        1 for s in node_type.inputs().values() if s.is_widget and s.options.get("multiline"))
+    rows = max(len(inputs), len(outputs), 1) + len(values) + 4 * multiline
+    return [float(NODE_WIDTH + (80 if multiline else 0)), float(rows * SLOT_H + 10)]

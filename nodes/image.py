@@ -106,7 +106,7 @@ class ImageInvert:
 class ImageScale:
     """Resizes images to a width and height; a 0 side keeps the aspect ratio."""
 
-    DESCRIPTION = ("Resizes the images to width×height. Set one side to 0 to keep the aspect "
+    DESCRIPTION = ("Resizes the images to width x height. Set one side to 0 to keep the aspect "
                    "ratio; 'center' crop trims the sides instead of stretching.")
     CATEGORY = "image/upscaling"
     RETURN_TYPES = ("IMAGE",)
@@ -189,7 +189,7 @@ class ImageBlur:
 class ImageSharpen:
     """Unsharp mask: adds back the difference between the image and its blur."""
 
-    DESCRIPTION = "Sharpens the images: image + 10·alpha·(image − blur(image)), clipped to 0..1."
+    DESCRIPTION = "Sharpens the images: image + 10*alpha*(image - blur(image)), clipped to 0..1."
     CATEGORY = "image/postprocessing"
     RETURN_TYPES = ("IMAGE",)
     FUNCTION = "sharpen"

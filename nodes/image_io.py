@@ -70,7 +70,7 @@ def file_sha256(path: Path) -> str:
 
 
 def _frame_with_mask(frame: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
-    """One decoded frame → (RGB ``[H,W,3]``, mask ``[H,W]`` = 1 − alpha, zeros when opaque)."""
+    """One decoded frame → (RGB ``[H,W,3]``, mask ``[H,W]`` = 1 - alpha, zeros when opaque)."""
     frame = ImageOps.exif_transpose(frame)
     if frame.mode == "P" and "transparency" in frame.info:
         frame = frame.convert("RGBA")
@@ -111,11 +111,11 @@ def load_frames(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 class LoadImage:
     """Loads an image (all frames of a GIF or animated WebP) from the input folder."""
 
-    DESCRIPTION = ("Loads an image from the input folder. The mask is 1 − alpha (transparent "
+    DESCRIPTION = ("Loads an image from the input folder. The mask is 1 - alpha (transparent "
                    "pixels are 1); animated files give one frame per batch entry.")
     CATEGORY = "image"
     RETURN_TYPES = ("IMAGE", "MASK")
-    OUTPUT_TOOLTIPS = ("The frames, [B,H,W,3] in 0..1.", "1 − alpha per frame, [B,H,W].")
+    OUTPUT_TOOLTIPS = ("The frames, [B,H,W,3] in 0..1.", "1 - alpha per frame, [B,H,W].")
     FUNCTION = "load_image"
 
     @classmethod

@@ -46,7 +46,7 @@ def tensor_to_pil(image: torch.Tensor) -> Image.Image:
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
-    """A PIL image → ``[H,W,C]`` float32 in 0..1 (16-bit and float images are scaled, not clipped)."""
+    """A PIL image → ``[H,W,C]`` float32 in 0..1 (16-bit and float images are scaled to fit)."""
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         array = np.asarray(image, dtype=np.float32)
         peak = 1.0 if image.mode == "F" else (65535.0 if array.max(initial=0) > 255 else 255.0)
@@ -63,7 +63,7 @@ def images_to_pil(images: torch.Tensor) -> list[Image.Image]:
 
 
 def center_crop_box(width: int, height: int, target_w: int, target_h: int) -> tuple[int, int]:
-    """Pixels to cut from each side (x, y) so ``width×height`` takes the target's aspect ratio."""
+    """Pixels to cut from each side (x, y) so ``width x height`` takes the target's aspect ratio."""
     old_aspect, new_aspect = width / height, target_w / target_h
     x = y = 0
     if old_aspect > new_aspect:
@@ -75,7 +75,7 @@ def center_crop_box(width: int, height: int, target_w: int, target_h: int) -> tu
 
 def resample(samples: torch.Tensor, width: int, height: int, method: str = "bilinear",
              crop: str = "disabled") -> torch.Tensor:
-    """Resize channels-first ``samples`` ``[B,C,H,W]`` (or ``[B,C,T,H,W]``) to ``width×height``.
+    """Resize channels-first ``samples`` ``[B,C,H,W]`` (or ``[B,C,T,H,W]``) to ``width x height``.
 
     ``crop="center"`` first cuts the sides so the aspect ratio matches the target, as ComfyUI
     does. ``lanczos`` runs PIL per image and channel in float (no 8-bit rounding); the other
@@ -86,7 +86,7 @@ def resample(samples: torch.Tensor, width: int, height: int, method: str = "bili
     if crop not in CROP_METHODS:
         raise ValueError(f"unsupported crop {crop!r}; use one of {CROP_METHODS}")
     if width < 1 or height < 1:
-        raise ValueError(f"target size must be at least 1×1, got {width}×{height}")
+        raise ValueError(f"target size must be at least 1x1, got {width}x{height}")
     shape = tuple(samples.shape)
     if len(shape) == 5:  # video latents [B,C,T,H,W]: resample each frame
         frames = samples.movedim(2, 1).reshape(-1, shape[1], shape[3], shape[4])

@@ -1,0 +1,108 @@
+"""The node contract, built-ins, custom_nodes plugins and entry-point packs."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+import nodes
+from app.runtime import Runtime
+from engine.graph import validate_prompt
+from engine.registry import NodeContractError, NodeRegistry, build_registry
+from tests.engine.toy_nodes import Number
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    return Runtime.create(base_dir=tmp_path, custom_nodes=[FIXTURES / "custom_nodes"],
+                          cache_bytes=1 << 28)
+
+
+def test_builtins_follow_the_contract():
+    registry = build_registry(nodes, entry_points=False)
+    for name in ("EmptyImage", "LoadImage", "SaveImage", "PreviewImage", "ImageInvert",
+                 "ImageScale", "ImageScaleBy", "ImageBlur", "ImageSharpen", "ImageBlend",
+                 "ImageBatch", "ImageFromBatch", "RepeatImageBatch", "PrimitiveInt",
+                 "PrimitiveFloat", "PrimitiveString"):
+        node_type = registry.get(name)
+        assert node_type is not None, name
+        assert node_type.source == "builtin"
+        assert node_type.description, f"{name} has no description"
+
+
+def test_a_class_breaking_the_contract_is_refused():
+    class NoFunction:
+        RETURN_TYPES = ("INT",)
+        FUNCTION = "missing"
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {}}
+
+    with pytest.raises(NodeContractError, match="missing"):
+        NodeRegistry().register("NoFunction", NoFunction)
+
+
+def test_plugins_load_and_failures_are_reported_by_name(runtime):
+    registry = runtime.registry
+    assert registry.get("Vignette").display_name == "Vignette (test pack)"
+    assert registry.get("ConstantText").source == "hijack"
+    assert "broken_pack" in registry.import_errors
+    assert "comfy.sd" in registry.import_errors["broken_pack"]
+    assert registry.web_directories()["vignette_pack"].name == "web"
+
+
+def test_a_plugin_cannot_replace_a_builtin(runtime):
+    assert runtime.registry.get("ImageInvert").source == "builtin"
+    assert any("ImageInvert" in c and "hijack" in c for c in runtime.registry.conflicts)
+
+
+def test_plugin_chains_with_builtins(runtime):
+    prompt = {"1": {"class_type": "EmptyImage",
+                    "inputs": {"width": 32, "height": 16, "batch_size": 3, "color": 0xFFFFFF}},
+              "2": {"class_type": "Vignette", "inputs": {"image": ["1", 0], "strength": 1.0,
+                                                         "width": 64}},
+              "3": {"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}},
+              "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0],
+                                                          "filename_prefix": "plugin"}}}
+    events = []
+    runtime.executor.on_event = lambda t, d: events.append((t, d))
+    result = runtime.executor.execute(validate_prompt(prompt, runtime.registry))
+    assert result.status == "success", result.error
+    images = result.outputs["4"]["images"]
+    assert len(images) == 3
+    saved = runtime.folders.output / images[0]["filename"]
+    assert saved.is_file()
+    # The plugin's ProgressBar reached the engine's progress events.
+    progress = [d for t, d in events if t == "progress" and d["node"] == "2"]
+    assert [p["value"] for p in progress] == [1, 2, 3]
+
+
+def test_entry_point_packs_load(monkeypatch):
+    ep = metadata.EntryPoint(name="ep_pack", value="tests.fixtures.ep_pack",
+                             group="kinema.nodes")
+    monkeypatch.setattr(metadata, "entry_points",
+                        lambda group=None: [ep] if group == "kinema.nodes" else [])
+    registry = build_registry(nodes)
+    assert registry.get("Shout").source == "ep_pack"
+
+
+def test_broken_entry_point_is_reported(monkeypatch):
+    ep = metadata.EntryPoint(name="gone", value="tests.fixtures.does_not_exist",
+                             group="kinema.nodes")
+    monkeypatch.setattr(metadata, "entry_points", lambda group=None: [ep])
+    registry = build_registry(nodes)
+    assert "does_not_exist" in registry.import_errors["gone"]
+    assert "EmptyImage" in registry
+
+
+def test_input_order_and_widgets():
+    registry = NodeRegistry()
+    registry.register("Number", Number)
+    spec = registry.get("Number").inputs()["value"]
+    assert spec.is_widget and spec.options["max"] == 100
+    assert registry.get("Number").input_order() == ["value"]
