@@ -84,12 +84,14 @@ def validate_prompt(prompt: Any, registry: NodeRegistry,
     """Check an API-format prompt and return its execution plan, or raise PromptError."""
     prompt = _check_shape(prompt)
     output_ids = _output_ids(prompt, registry, outputs)
-    graph = _dependency_graph(prompt, output_ids)
     # Every unknown type is reported, needed or not, as ComfyUI does: the user must install it.
     missing = {nid: node["class_type"] for nid, node in prompt.items()
                if node["class_type"] not in registry}
     if missing:
-        raise _missing_types_error(missing, graph, output_ids)
+        raise _missing_types_error(missing, _dependency_graph(prompt, output_ids), output_ids)
+    facts = _TypeFacts(registry)
+    prompt = _declared_inputs_only(prompt, facts)
+    graph = _dependency_graph(prompt, output_ids)
 
     node_errors: dict[str, list[dict[str, Any]]] = {}
     for cycle_node in _cycle_nodes(graph):
@@ -97,7 +99,6 @@ def validate_prompt(prompt: Any, registry: NodeRegistry,
             "dependency_cycle", "Dependency cycle detected",
             f"node {cycle_node} depends on its own output"))
     checked: dict[str, dict[str, Any]] = {}
-    facts = _TypeFacts(registry)
     for nid in graph.nodes:
         inputs, errors = _validate_node(nid, prompt, facts)
         checked[nid] = {**prompt[nid], "inputs": inputs}
@@ -144,6 +145,21 @@ def _output_ids(prompt: dict[str, dict[str, Any]], registry: NodeRegistry,
         raise PromptError(error_entry("prompt_no_outputs", "Prompt has no outputs",
                                       "add an output node such as SaveImage"))
     return sorted(ids, key=_id_key)
+
+
+def _declared_inputs_only(prompt: dict[str, dict[str, Any]], facts: _TypeFacts,
+                          ) -> dict[str, dict[str, Any]]:
+    """Drop inputs a node does not declare (ComfyUI ignores them): they must not add links."""
+    clean = {}
+    for nid, node in prompt.items():
+        try:
+            specs = facts.specs(node["class_type"])
+        except Exception:
+            clean[nid] = node  # reported when the node is validated
+            continue
+        inputs = {n: v for n, v in node["inputs"].items() if n in specs}
+        clean[nid] = {**node, "inputs": inputs}
+    return clean
 
 
 def _dependency_graph(prompt: dict[str, dict[str, Any]], outputs: list[str]) -> nx.DiGraph:

@@ -33,10 +33,16 @@ _Source = tuple[str, Any, Any]
 
 
 class WorkflowError(ValueError):
-    """A workflow that cannot be read, with a ComfyUI-shaped error in :attr:`error`."""
+    """A workflow that cannot be read, with a ComfyUI-shaped error in :attr:`error`.
 
-    def __init__(self, message: str, *, type: str = "invalid_prompt", details: str = "",
-                 extra_info: Mapping[str, Any] | None = None) -> None:
+    Built from a message and its fields, or from a ready error dict of the same shape.
+    """
+
+    def __init__(self, message: str | Mapping[str, Any], *, type: str = "invalid_prompt",
+                 details: str = "", extra_info: Mapping[str, Any] | None = None) -> None:
+        if isinstance(message, Mapping):
+            type, details = message.get("type", type), message.get("details", details)
+            extra_info, message = message.get("extra_info"), str(message.get("message", ""))
         super().__init__(message)
         self.error: dict[str, Any] = {"type": type, "message": message, "details": details,
                                       "extra_info": dict(extra_info or {})}

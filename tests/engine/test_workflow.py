@@ -328,6 +328,16 @@ def test_wrong_shapes(registry, data):
     assert isinstance(info.value.error["extra_info"], dict)
 
 
+def test_error_from_a_ready_error_dict():
+    exc = WorkflowError({"type": "invalid_prompt", "message": "no workflow", "details": "a.png",
+                         "extra_info": {"x": 1}})
+    assert str(exc) == "no workflow"
+    assert exc.error == {"type": "invalid_prompt", "message": "no workflow", "details": "a.png",
+                         "extra_info": {"x": 1}}
+    assert WorkflowError("m", type="t").error == {"type": "t", "message": "m", "details": "",
+                                                   "extra_info": {}}
+
+
 def test_link_to_missing_link_or_node(registry):
     missing_link = {"nodes": [canvas_node(1, "ImageInvert",
                                           inputs=[inp("image", "IMAGE", 9)])], "links": []}
