@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.cache import OutputCache  # noqa: E402
-from engine.executor import Executor  # noqa: E402
-from engine.graph import validate_prompt  # noqa: E402
-from engine.registry import NodeRegistry  # noqa: E402
+from engine.cache import OutputCache
+from engine.executor import Executor
+from engine.graph import validate_prompt
+from engine.registry import NodeRegistry
 
 
 class Increment:
