@@ -18,7 +18,7 @@ from tqdm import tqdm
 from app.runtime import Runtime
 from engine.executor import ExecutionResult
 from engine.graph import ExecutionPlan, PromptError, error_entry, prepare_prompt
-from engine.workflow import WorkflowError, parse_workflow
+from engine.workflow import WorkflowError, api_to_canvas, parse_workflow
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1
@@ -62,16 +62,26 @@ class TqdmProgress:
             self.steps = None
 
 
-def load_workflow_file(path: Path) -> Any:
-    """The workflow in a JSON file, or the one a Kinema/ComfyUI PNG carries in its text chunks."""
+def load_workflow_file(path: Path) -> tuple[str, dict[str, Any] | None]:
+    """The workflow to run from a JSON file or a Kinema/ComfyUI PNG, and its canvas form.
+
+    A PNG runs the prompt it carries (exactly what made it) and keeps its canvas workflow.
+    """
     if path.suffix.lower() == ".png":
         with Image.open(path) as img:
-            text = img.info.get("prompt") or img.info.get("workflow")
-        if text is None:
-            raise WorkflowError({**error_entry("invalid_prompt", "This PNG carries no workflow",
-                                               str(path))})
-        return text
-    return path.read_text(encoding="utf-8")
+            prompt_text, canvas_text = img.info.get("prompt"), img.info.get("workflow")
+        if prompt_text is None and canvas_text is None:
+            raise WorkflowError(error_entry("invalid_prompt", "This PNG carries no workflow",
+                                            str(path)))
+        text = prompt_text or canvas_text
+    else:
+        text = canvas_text = path.read_text(encoding="utf-8")
+    try:
+        canvas = json.loads(canvas_text) if canvas_text else None
+    except json.JSONDecodeError:
+        canvas = None
+    is_canvas = isinstance(canvas, dict) and isinstance(canvas.get("nodes"), list)
+    return text, canvas if is_canvas else None
 
 
 def apply_overrides(prompt: dict[str, Any], overrides: list[str]) -> None:
@@ -121,7 +131,8 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     runtime = Runtime.create(output_dir=args.output_dir.resolve() if args.output_dir else None)
     try:
-        prompt = parse_workflow(load_workflow_file(args.workflow), runtime.registry)
+        text, canvas = load_workflow_file(args.workflow)
+        prompt = parse_workflow(text, runtime.registry)
         apply_overrides(prompt, args.overrides)
         plan = prepare_prompt(prompt, runtime.registry)
     except OSError as exc:
@@ -133,7 +144,8 @@ def main(argv: list[str]) -> int:
     except PromptError as exc:
         return _fail(EXIT_INVALID, exc.payload)
     runtime.executor.on_event = TqdmProgress(plan, enabled=not args.quiet)
-    extra = {"extra_pnginfo": {"workflow": prompt}}
+    # Outputs embed the canvas form, so dropping them on the canvas reopens the graph.
+    extra = {"extra_pnginfo": {"workflow": canvas or api_to_canvas(prompt, runtime.registry)}}
     result = runtime.executor.execute(plan, extra_data=extra)
     if result.status != "success":
         return _fail(EXIT_FAILED, {"status": result.status, "error": result.error})

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
 
 from engine.registry import WIDGET_TYPES, InputSpec, NodeRegistry, NodeType
-from engine.workflow import WorkflowError, parse_workflow
+from engine.workflow import WorkflowError, check_api, parse_workflow
 
 
 class PromptError(Exception):
@@ -112,22 +112,10 @@ def validate_prompt(prompt: Any, registry: NodeRegistry,
 
 
 def _check_shape(prompt: Any) -> dict[str, dict[str, Any]]:
-    if not isinstance(prompt, Mapping):
-        raise PromptError(error_entry("invalid_prompt", "Prompt must be a JSON object",
-                                      f"got {type(prompt).__name__}"))
-    bad = []
-    clean: dict[str, dict[str, Any]] = {}
-    for nid, node in prompt.items():
-        if (not isinstance(node, Mapping) or not isinstance(node.get("class_type"), str)
-                or not isinstance(node.get("inputs", {}), Mapping)):
-            bad.append(str(nid))
-            continue
-        clean[str(nid)] = {**node, "inputs": dict(node.get("inputs", {}))}
-    if bad:
-        raise PromptError(error_entry(
-            "invalid_prompt", "Invalid prompt: nodes need a class_type and an inputs object",
-            f"malformed nodes: {', '.join(bad)}", node_ids=bad))
-    return clean
+    try:
+        return check_api(prompt)
+    except WorkflowError as exc:
+        raise PromptError(exc.error) from None
 
 
 def _output_ids(prompt: dict[str, dict[str, Any]], registry: NodeRegistry,
