@@ -16,16 +16,7 @@ import folder_paths
 import nodes
 from engine import context
 from engine.context import InterruptFlag, NodeContext, node_context
-from engine.folders import Folders, UnsafePathError, active_folders, use_folders
-
-
-@pytest.fixture
-def folders(tmp_path: Path):
-    previous = active_folders()
-    chosen = use_folders(Folders.under(tmp_path))
-    chosen.ensure()
-    yield chosen
-    use_folders(previous)
+from engine.folders import Folders, UnsafePathError, use_folders
 
 
 def recording_context() -> tuple[NodeContext, list]:

@@ -9,6 +9,7 @@ import pytest
 
 import nodes
 from app.runtime import Runtime
+from engine.folders import active_folders, use_folders
 from engine.graph import validate_prompt
 from engine.registry import NodeContractError, NodeRegistry, build_registry
 from tests.engine.toy_nodes import Number
@@ -18,8 +19,10 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 @pytest.fixture
 def runtime(tmp_path):
-    return Runtime.create(base_dir=tmp_path, custom_nodes=[FIXTURES / "custom_nodes"],
-                          cache_bytes=1 << 28)
+    previous = active_folders()
+    yield Runtime.create(base_dir=tmp_path, custom_nodes=[FIXTURES / "custom_nodes"],
+                         cache_bytes=1 << 28)
+    use_folders(previous)
 
 
 def test_builtins_follow_the_contract():

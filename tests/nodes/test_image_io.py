@@ -10,20 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.folders import Folders, UnsafePathError, active_folders, use_folders
+from engine.folders import UnsafePathError
 from nodes.image_io import LoadImage, PreviewImage, SaveImage
 
 PROMPT = {"1": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 2}}}
 WORKFLOW = {"nodes": [{"id": 1, "type": "EmptyImage"}], "links": []}
-
-
-@pytest.fixture
-def folders(tmp_path: Path):
-    previous = active_folders()
-    chosen = use_folders(Folders.under(tmp_path))
-    chosen.ensure()
-    yield chosen
-    use_folders(previous)
 
 
 def gradient(batch: int = 1, height: int = 2, width: int = 4) -> torch.Tensor:
