@@ -59,13 +59,6 @@ class Folders:
             raise UnsafePathError(f"unknown folder type {kind!r}: use input, output or temp")
         return getattr(self, kind)
 
-    def add_model_path(self, kind: str, path: Path, extensions: frozenset[str] | None = None,
-                       ) -> None:
-        dirs, exts = self.model_kinds.get(kind, ([], extensions or MODEL_EXTENSIONS))
-        if Path(path) not in dirs:
-            dirs.append(Path(path))
-        self.model_kinds[kind] = (dirs, exts)
-
     def model_files(self, kind: str) -> list[str]:
         """Relative names of the model files (or diffusers folders) of one kind, sorted."""
         dirs, exts = self.model_kinds.get(kind, ([], frozenset()))

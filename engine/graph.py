@@ -44,11 +44,6 @@ class ExecutionPlan:
     order: list[str]
     outputs: list[str]
 
-    def links(self, node_id: str) -> dict[str, tuple[str, int]]:
-        """The linked inputs of one node: input name → (source node id, output slot)."""
-        return {name: (str(v[0]), v[1]) for name, v in self.prompt[node_id]["inputs"].items()
-                if is_link(v)}
-
 
 def is_link(value: Any) -> bool:
     """Whether an API-format input value is a link ``[source_id, slot]``."""

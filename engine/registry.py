@@ -115,10 +115,6 @@ class NodeType:
     def input_is_list(self) -> bool:
         return bool(getattr(self.cls, "INPUT_IS_LIST", False))
 
-    @property
-    def python_module(self) -> str:
-        return "nodes" if self.source == "builtin" else f"custom_nodes.{self.source}"
-
     def raw_input_types(self) -> dict[str, Any]:
         """INPUT_TYPES as the class declares it (called each time: combos may list files)."""
         raw = self.cls.INPUT_TYPES()
