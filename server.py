@@ -1,23 +1,74 @@
-"""Kinema's entry point: ``python server.py run WORKFLOW.json`` runs a workflow headless.
+"""Kinema's entry point: serve the canvas and API (default), or ``run`` a workflow headless.
 
-ComfyUI plugins import ``server`` for ``PromptServer``; the HTTP server itself is built on
-the same engine in ``app/``.
+``python server.py [--listen [HOST]] [--port 8188] [--auth-token T]`` serves;
+``python server.py run WORKFLOW.json ...`` runs one workflow and exits. ComfyUI plugins
+import this module for ``PromptServer``.
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 import sys
+from pathlib import Path
+
+from app.security import startup_warning
+from app.server import PromptServer, ServerConfig
+from engine.folders import PROJECT_ROOT
+
+__all__ = ["PromptServer", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="server.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--listen", nargs="?", const="0.0.0.0", default="127.0.0.1",
+                        metavar="HOST", help="address to bind (default 127.0.0.1; alone: all)")
+    parser.add_argument("--port", type=int, default=8188)
+    parser.add_argument("--auth-token", help="require this token on every route and the "
+                        "websocket (Authorization: Bearer T, or ?token=T)")
+    parser.add_argument("--base-dir", type=Path, default=PROJECT_ROOT,
+                        help="holds input/, output/, temp/, models/, custom_nodes/, user/")
+    parser.add_argument("--output-directory", type=Path, help="where outputs are written")
+    parser.add_argument("--custom-nodes", type=Path, action="append",
+                        help="a custom_nodes folder (repeatable; default BASE/custom_nodes)")
+    parser.add_argument("--cache-ram", type=float, metavar="GB",
+                        help="output cache budget in GB (default: half the free RAM; 0: off)")
+    parser.add_argument("--max-history", type=int, default=10_000)
+    return parser
+
+
+def serve(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    base = args.base_dir.resolve()
+    config = ServerConfig(
+        host=args.listen, port=args.port, auth_token=args.auth_token, base_dir=base,
+        output_dir=args.output_directory.resolve() if args.output_directory else None,
+        custom_nodes=args.custom_nodes,
+        cache_bytes=None if args.cache_ram is None else int(args.cache_ram * 1024**3),
+        max_history=args.max_history)
+    warning = startup_warning(config.policy)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    server = PromptServer(config)
+    for name, error in server.runtime.registry.import_errors.items():
+        print(f"custom node pack {name} failed to load: {error}", file=sys.stderr)
+    if server.requeued or server.failed:
+        print(f"recovered after a crash: {len(server.requeued)} prompt(s) re-queued, "
+              f"{len(server.failed)} marked failed", file=sys.stderr)
+    host = f"[{args.listen}]" if ":" in args.listen else args.listen
+    print(f"Kinema is serving at http://{host}:{args.port}/", flush=True)
+    server.run()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if argv[:1] == ["run"]:
         from app.cli import main as run_main
 
         return run_main(argv[1:])
-    print("usage: python server.py run WORKFLOW.json [--output-dir DIR] "
-          "[--set NODE.INPUT=VALUE ...]", file=sys.stderr)
-    return 2
+    return serve(argv)
 
 
 if __name__ == "__main__":

@@ -176,14 +176,24 @@ def available_memory() -> int:
     return max(0, min(c for c in candidates if c is not None))
 
 
+def total_memory() -> int:
+    """Bytes of RAM on the host (``MemTotal``)."""
+    return _meminfo("MemTotal") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def _meminfo_available() -> int:
+    return _meminfo("MemAvailable") or os.sysconf("SC_PAGE_SIZE") * os.sysconf(
+        "SC_AVPHYS_PAGES")
+
+
+def _meminfo(key: str) -> int | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    return None
 
 
 def _cgroup_headroom(root: Path = Path("/sys/fs/cgroup")) -> int | None:

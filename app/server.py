@@ -1,0 +1,203 @@
+"""The aiohttp server: ComfyUI's HTTP and WebSocket API over Kinema's engine.
+
+``PromptServer.instance`` exists before plugins load, because ComfyUI plugins add routes to
+``PromptServer.instance.routes`` and call ``send_sync`` at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import struct
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from aiohttp import WSMsgType, web
+from PIL import Image
+
+from app.files import add_file_routes
+from app.queue import PromptQueue
+from app.routes import add_api_routes
+from app.runtime import Runtime
+from app.security import SecurityPolicy, client_max_size, security_middlewares
+from app.store import PromptStore
+from app.worker import InProcessWorker
+from engine.folders import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+# Binary websocket frames: 4-byte event type, 4-byte image type, then the image (ComfyUI's).
+PREVIEW_IMAGE = 1
+IMAGE_TYPES = {"JPEG": 1, "PNG": 2}
+
+
+@dataclass
+class ServerConfig:
+    """Where the server listens, what it protects, and where its files and state live."""
+
+    host: str = "127.0.0.1"
+    port: int = 8188
+    auth_token: str | None = None
+    base_dir: Path = PROJECT_ROOT
+    output_dir: Path | None = None
+    custom_nodes: list[Path] | None = None
+    cache_bytes: int | None = None
+    max_history: int = 10_000
+    web_root: Path = PROJECT_ROOT / "web"
+    policy: SecurityPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.policy = SecurityPolicy(host=self.host, port=self.port, auth_token=self.auth_token)
+
+    @property
+    def database(self) -> Path:
+        return self.base_dir / "user" / "kinema.sqlite"
+
+
+class PromptServer:
+    """One server process: the queue, the worker, the websocket clients and the routes."""
+
+    instance: ClassVar[PromptServer]
+
+    def __init__(self, config: ServerConfig):
+        PromptServer.instance = self
+        self.config = config
+        self.routes = web.RouteTableDef()
+        self.sockets: dict[str, web.WebSocketResponse] = {}
+        self.client_id: str | None = None
+        self.last_node_id: str | None = None
+        self.last_prompt_id: str | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.messages: asyncio.Queue[tuple[str, Any, str | None]] | None = None
+        self.runtime = Runtime.create(base_dir=config.base_dir, output_dir=config.output_dir,
+                                      custom_nodes=config.custom_nodes,
+                                      cache_bytes=config.cache_bytes)
+        config.database.parent.mkdir(parents=True, exist_ok=True)
+        self.store = PromptStore(config.database, max_history=config.max_history)
+        self.requeued, self.failed = self.store.recover()
+        self.queue = PromptQueue(self.store)
+        self.queue.on_change(self._broadcast_status)
+        self.worker = InProcessWorker(self.runtime, self.queue, self._on_worker_event)
+        self.app = self._build_app()
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(middlewares=security_middlewares(self.config.policy),
+                              client_max_size=client_max_size(self.config.policy))
+        for prefix in ("", "/api"):
+            add_api_routes(app.router, self, prefix)
+            add_file_routes(app.router, prefix)
+        app.router.add_get("/ws", self.websocket)
+        app.router.add_get("/api/ws", self.websocket)
+        app.router.add_routes(self.routes)  # plugins' routes
+        app.on_startup.append(self._on_startup)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def _on_startup(self, _app: web.Application) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.messages = asyncio.Queue()
+        self._publisher = asyncio.create_task(self._publish())
+        self.worker.start()
+
+    async def _on_shutdown(self, _app: web.Application) -> None:
+        await asyncio.to_thread(self.worker.stop)
+        self._publisher.cancel()
+        for ws in list(self.sockets.values()):
+            await ws.close()
+        self.store.close()
+
+    # -- websocket ---------------------------------------------------------------------------
+
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=30)
+        await ws.prepare(request)
+        sid = request.query.get("clientId") or request.query.get("client_id") or uuid.uuid4().hex
+        previous = self.sockets.pop(sid, None)
+        if previous is not None:
+            await previous.close()
+        self.sockets[sid] = ws
+        try:
+            await ws.send_json({"type": "status", "data": {**self._status(), "sid": sid}})
+            if self.client_id == sid and self.last_node_id is not None:
+                await ws.send_json({"type": "executing", "data": {
+                    "node": self.last_node_id, "prompt_id": self.last_prompt_id}})
+            async for msg in ws:
+                if msg.type == WSMsgType.ERROR:
+                    log.warning("websocket %s closed with %s", sid, ws.exception())
+        finally:
+            if self.sockets.get(sid) is ws:
+                del self.sockets[sid]
+        return ws
+
+    def _status(self) -> dict[str, Any]:
+        return {"status": {"exec_info": {"queue_remaining": self.queue.remaining()}}}
+
+    def _broadcast_status(self) -> None:
+        self.send_sync("status", self._status())
+
+    def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
+        """Send a message to one client (or all) from any thread, in order."""
+        if self.loop is None or self.messages is None:
+            return
+        self.loop.call_soon_threadsafe(self.messages.put_nowait, (event, data, sid))
+
+    async def send(self, event: str, data: Any, sid: str | None = None) -> None:
+        """Send now, from the event loop: JSON ``{type, data}`` or a binary frame."""
+        if sid is None:
+            targets = list(self.sockets.values())
+        else:
+            targets = [self.sockets[sid]] if sid in self.sockets else []
+        for ws in targets:
+            try:
+                if isinstance(data, (bytes, bytearray)):
+                    await ws.send_bytes(bytes(data))
+                else:
+                    await ws.send_json({"type": event, "data": data})
+            except (ConnectionError, RuntimeError):
+                log.debug("dropping a message to a closed websocket")
+
+    async def _publish(self) -> None:
+        assert self.messages is not None
+        while True:
+            event, data, sid = await self.messages.get()
+            await self.send(event, data, sid)
+
+    def _on_worker_event(self, event: str, data: dict[str, Any], sid: str | None) -> None:
+        """Executor events (worker thread) → websocket messages to the submitting client."""
+        if event == "preview":
+            frame = encode_preview(data["image"])
+            if frame is not None:
+                self.send_sync("preview", frame, sid)
+            return
+        if event == "executing":
+            self.client_id, self.last_node_id = sid, data["node"]
+            self.last_prompt_id = data.get("prompt_id")
+        self.send_sync(event, data, sid)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until interrupted (Ctrl+C)."""
+        web.run_app(self.app, host=self.config.host, port=self.config.port,
+                    print=lambda *_: None, handle_signals=True)
+
+
+def encode_preview(image: Any) -> bytes | None:
+    """A binary preview frame from a PIL image, an [H,W,C] tensor or ComfyUI's tuple form."""
+    fmt = "JPEG"
+    if isinstance(image, tuple) and len(image) >= 2:  # ("JPEG", PIL.Image, max_size)
+        fmt, image = str(image[0]).upper(), image[1]
+    if isinstance(image, torch.Tensor):
+        array = (image.detach().float().clamp(0, 1).cpu().numpy() * 255).round()
+        image = Image.fromarray(array.astype(np.uint8)[..., :3])
+    if not isinstance(image, Image.Image):
+        return None
+    fmt = fmt if fmt in IMAGE_TYPES else "JPEG"
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format=fmt, quality=90)
+    return struct.pack(">II", PREVIEW_IMAGE, IMAGE_TYPES[fmt]) + buffer.getvalue()
