@@ -183,8 +183,9 @@ class PromptServer:
 
     def run(self) -> None:
         """Serve until interrupted (Ctrl+C)."""
+        # No access log: request lines would carry ?token= values into the logs.
         web.run_app(self.app, host=self.config.host, port=self.config.port,
-                    print=lambda *_: None, handle_signals=True)
+                    print=lambda *_: None, handle_signals=True, access_log=None)
 
 
 def encode_preview(image: Any) -> bytes | None:

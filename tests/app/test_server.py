@@ -186,3 +186,52 @@ def test_crash_with_three_queued_prompts_loses_nothing(tmp_path):
             for image in saved:
                 path = Path(tmp_path / "output" / image["subfolder"] / image["filename"])
                 assert path.is_file() and image["filename"].startswith(f"crash{i}")
+
+
+async def test_plugin_routes_and_messages_through_prompt_server(server):
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{server.url}/ws?clientId=p") as ws:
+            await ws.receive_json(timeout=10)  # status
+            response = await http.get(f"{server.url}/routes_pack/hello", params={"who": "k"})
+            assert await response.json() == {"hello": "k"}
+            message = await ws.receive_json(timeout=10)
+    assert message == {"type": "routes_pack.hello", "data": {"who": "k"}}
+
+
+async def test_object_info_describes_nodes_like_comfyui(server):
+    async with aiohttp.ClientSession() as http:
+        info = await (await http.get(f"{server.url}/object_info")).json()
+        one = await (await http.get(f"{server.url}/object_info/ImageScale")).json()
+    scale = info["ImageScale"]
+    assert one == {"ImageScale": scale}
+    assert scale["input_order"]["required"] == ["image", "upscale_method", "width", "height",
+                                                "crop"]
+    assert scale["input"]["required"]["upscale_method"][0][0] == "nearest-exact"
+    assert scale["output"] == ["IMAGE"] and scale["output_is_list"] == [False]
+    assert scale["python_module"] == "nodes" and scale["category"] == "image/upscaling"
+    assert info["SaveImage"]["output_node"] is True
+    assert info["SlowPassthrough"]["python_module"] == "custom_nodes.slow"
+
+
+async def test_bad_prompts_get_400_with_the_structured_error(server):
+    async with aiohttp.ClientSession() as http:
+        cases = [
+            (b"{nope", "malformed_json"),
+            (b"[]", "invalid_request"),
+            (b"{}", "no_prompt"),
+            (json.dumps({"prompt": {"1": {"class_type": "Nope", "inputs": {}}}}).encode(),
+             "missing_node_type"),
+            (json.dumps({"prompt": {"1": {"class_type": "PreviewImage", "inputs": {}}}}).encode(),
+             "prompt_outputs_failed_validation"),
+        ]
+        for body, kind in cases:
+            response = await http.post(f"{server.url}/prompt", data=body,
+                                       headers={"Content-Type": "application/json"})
+            assert response.status == 400, body
+            payload = await response.json()
+            assert payload["error"]["type"] == kind
+            assert "node_errors" in payload
+        big = b'{"prompt": "' + b"x" * (17 * 1024 * 1024) + b'"}'
+        response = await http.post(f"{server.url}/prompt", data=big)
+        assert response.status == 413
+        assert (await response.json())["error"]["type"] == "payload_too_large"
