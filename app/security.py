@@ -28,6 +28,8 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.graph import error_entry
+
 MiB = 1024 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -53,8 +55,7 @@ def json_error(status: int, type_: str, message: str, details: str = "",
                extra_info: dict[str, Any] | None = None,
                headers: dict[str, str] | None = None) -> web.Response:
     """A response in Kinema's structured error shape ``{"error": {type, message, ...}}``."""
-    body = {"error": {"type": type_, "message": message, "details": details,
-                      "extra_info": extra_info or {}}}
+    body = {"error": error_entry(type_, message, details, **(extra_info or {}))}
     return web.json_response(body, status=status, headers=headers)
 
 

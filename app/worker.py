@@ -104,6 +104,10 @@ class InProcessWorker:
         executor = self.runtime.executor
         executor.on_event = emit
         result = executor.execute(plan, item.prompt_id, item.extra_data)
+        if result.status == "interrupted" and self._stop.is_set():
+            # Stopped by a shutdown, not by the user: left running, so the next start re-queues it.
+            log.info("prompt %s will run again after the restart", item.prompt_id)
+            return
         meta = {nid: {"node_id": nid, "display_node": nid, "parent_node": None,
                       "real_node_id": nid} for nid in result.outputs}
         self.queue.finish(item.prompt_id, outputs=result.outputs, meta=meta,

@@ -235,3 +235,25 @@ async def test_bad_prompts_get_400_with_the_structured_error(server):
         response = await http.post(f"{server.url}/prompt", data=big)
         assert response.status == 413
         assert (await response.json())["error"]["type"] == "payload_too_large"
+
+
+def test_a_prompt_cut_off_by_shutdown_runs_after_the_restart(tmp_path):
+    import urllib.request
+
+    live = LiveServer(tmp_path).start()
+    request = urllib.request.Request(
+        f"{live.url}/prompt", method="POST", headers={"Content-Type": "application/json"},
+        data=json.dumps({"prompt": slow_prompt(3, prefix="graceful")}).encode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        prompt_id = json.loads(response.read())["prompt_id"]
+    deadline = time.monotonic() + 30
+    while not live.get("/queue")["queue_running"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    live.kill(signal.SIGTERM)
+    assert live.proc.returncode == 0
+    with LiveServer(tmp_path, port=live.port) as again:
+        deadline = time.monotonic() + 60
+        while prompt_id not in (history := again.get("/history")) and \
+                time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert history[prompt_id]["status"]["status_str"] == "success"
