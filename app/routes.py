@@ -6,6 +6,7 @@ input gets a 400 with the structured error, never a 500.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import platform
 import sys
@@ -115,14 +116,17 @@ def add_api_routes(router: web.UrlDispatcher, server: PromptServer, prefix: str 
             return bad_request("invalid_request", "max_items and offset must be integers")
         if (max_items is not None and max_items < 0) or (offset is not None and offset < 0):
             return bad_request("invalid_request", "max_items and offset must not be negative")
-        if offset is None:  # the newest max_items
-            return web.json_response(store.history(max_items))
-        # ComfyUI counts offset from the oldest entry; the store counts back from the newest.
-        count = store.history_count()
-        take = count - offset if max_items is None else min(max_items, count - offset)
-        if take <= 0:
-            return web.json_response({})
-        return web.json_response(store.history(take, count - offset - take))
+        skip_newest = 0
+        if offset is not None:
+            # ComfyUI counts offset from the oldest entry; the store counts back from the newest.
+            count = store.history_count()
+            max_items = count - offset if max_items is None else min(max_items, count - offset)
+            if max_items <= 0:
+                return web.json_response({})
+            skip_newest = count - offset - max_items
+        # Off the event loop: a full history is megabytes of JSON.
+        text = await asyncio.to_thread(store.history_json, max_items, skip_newest)
+        return web.Response(text=text, content_type="application/json")
 
     async def get_history_item(request: web.Request) -> web.Response:
         prompt_id = request.match_info["prompt_id"]

@@ -313,13 +313,21 @@ class PromptStore:
         newest ones: ``history(64)`` is the latest 64, ``history(64, 64)`` the 64 before them.
         Only the rows returned are read, by the ordering index.
         """
+        return json.loads(self.history_json(max_items, offset))
+
+    def history_json(self, max_items: int | None = None, offset: int = 0) -> str:
+        """``history()`` as JSON text, joined from the stored entries without decoding them.
+
+        A server answers a full history (10,000 entries) this way in tens of milliseconds
+        instead of the seconds that decoding and re-encoding every entry takes.
+        """
         if (max_items is not None and max_items < 0) or offset < 0:
             raise ValueError("max_items and offset must not be negative")
         limit = -1 if max_items is None else max_items
         with self._read() as db:
             rows = db.execute("SELECT prompt_id, entry FROM history ORDER BY seq DESC"
                               " LIMIT ? OFFSET ?", (limit, offset)).fetchall()
-        return {prompt_id: json.loads(entry) for prompt_id, entry in reversed(rows)}
+        return "{" + ",".join(f"{json.dumps(pid)}:{entry}" for pid, entry in reversed(rows)) + "}"
 
     def history_item(self, prompt_id: str) -> dict | None:
         """One history entry, or None."""

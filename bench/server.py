@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -457,7 +456,8 @@ async def fan_out(url: str, pid: int, clients: int, seconds: float, report: Repo
     label = f"{clients} client{'s' if clients > 1 else ''}"
     report.add(fig, f"{label}: node progress msgs per client min/max (of {ticks})",
                f"{min(counts)}/{max(counts)}")
-    report.add(fig, f"{label}: preview frames per client min/max", f"{min(previews)}/{max(previews)}")
+    report.add(fig, f"{label}: preview frames per client min/max",
+               f"{min(previews)}/{max(previews)}")
     if clients > 1:
         report.add(fig, f"{label}: final message arrival spread", ms(max(done) - min(done)))
         report.add(fig, f"{label}: progress tick arrival spread, median",

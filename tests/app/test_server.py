@@ -257,3 +257,31 @@ def test_a_prompt_cut_off_by_shutdown_runs_after_the_restart(tmp_path):
                 time.monotonic() < deadline:
             time.sleep(0.2)
     assert history[prompt_id]["status"]["status_str"] == "success"
+
+
+async def test_history_paging_follows_comfyui(server):
+    ids = []
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{server.url}/ws?clientId=h") as ws:
+            for color in (1, 2, 3):
+                prompt = {"1": {"class_type": "EmptyImage", "inputs": {
+                              "width": 4, "height": 4, "batch_size": 1, "color": color}},
+                          "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+                body = await (await http.post(f"{server.url}/prompt", json={
+                    "prompt": prompt, "client_id": "h"})).json()
+                await wait_done(ws, body["prompt_id"])
+                ids.append(body["prompt_id"])
+
+        async def page(query: str) -> list[str]:
+            return list(await (await http.get(f"{server.url}/history?{query}")).json())
+
+        assert await page("") == ids
+        assert await page("max_items=2") == ids[1:]
+        assert await page("max_items=1&offset=0") == ids[:1]
+        assert await page("offset=1") == ids[1:]
+        assert await page("max_items=5&offset=3") == []
+        assert (await http.get(f"{server.url}/history?max_items=x")).status == 400
+        await http.post(f"{server.url}/history", json={"delete": [ids[0]]})
+        assert await page("") == ids[1:]
+        await http.post(f"{server.url}/history", json={"clear": True})
+        assert await page("") == []
