@@ -131,6 +131,10 @@ async def test_interrupt_and_queue_operations(server):
                 ids.append(body["prompt_id"])
             queue = await (await http.get(f"{server.url}/queue")).json()
             assert [q[1] for q in queue["queue_running"] + queue["queue_pending"]] == ids
+            urgent = await (await http.post(f"{server.url}/prompt", json={
+                "prompt": slow_prompt(20, prefix="urgent", size=7), "front": True})).json()
+            pending = (await (await http.get(f"{server.url}/queue")).json())["queue_pending"]
+            assert [q[1] for q in pending] == [urgent["prompt_id"], ids[1], ids[2]]
             await http.post(f"{server.url}/queue", json={"delete": [ids[2]]})
             pending = (await (await http.get(f"{server.url}/queue")).json())["queue_pending"]
             assert ids[2] not in [q[1] for q in pending]
