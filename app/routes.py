@@ -54,8 +54,14 @@ async def read_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _ids(value: Any) -> list[str]:
-    return [str(v) for v in value] if isinstance(value, list) else []
+def _clear_or_delete(body: dict[str, Any], clear: Callable[[], object],
+                     delete: Callable[[list[str]], object]) -> web.Response:
+    """ComfyUI's ``{"clear": true}`` / ``{"delete": [ids]}`` bodies for queue and history."""
+    if body.get("clear"):
+        clear()
+    if isinstance(body.get("delete"), list):
+        delete([str(v) for v in body["delete"]])
+    return web.Response(status=200)
 
 
 def add_api_routes(router: web.UrlDispatcher, server: PromptServer, prefix: str = "") -> None:
@@ -95,12 +101,7 @@ def add_api_routes(router: web.UrlDispatcher, server: PromptServer, prefix: str 
             "queue_pending": [item.as_comfy() for item in store.pending()]})
 
     async def post_queue(request: web.Request) -> web.Response:
-        body = await read_object(request)
-        if body.get("clear"):
-            queue.clear()
-        if "delete" in body:
-            queue.delete(_ids(body["delete"]))
-        return web.Response(status=200)
+        return _clear_or_delete(await read_object(request), queue.clear, queue.delete)
 
     async def post_interrupt(request: web.Request) -> web.Response:
         body = await read_json(request) if request.can_read_body else {}
@@ -134,12 +135,8 @@ def add_api_routes(router: web.UrlDispatcher, server: PromptServer, prefix: str 
         return web.json_response({prompt_id: entry} if entry is not None else {})
 
     async def post_history(request: web.Request) -> web.Response:
-        body = await read_object(request)
-        if body.get("clear"):
-            store.clear_history()
-        if "delete" in body:
-            store.delete_history(_ids(body["delete"]))
-        return web.Response(status=200)
+        return _clear_or_delete(await read_object(request), store.clear_history,
+                                store.delete_history)
 
     async def get_object_info(_request: web.Request) -> web.Response:
         return web.json_response(object_info(runtime.registry))
