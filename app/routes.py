@@ -22,6 +22,7 @@ from app.store import QueueItem
 from engine.cache import available_memory, total_memory
 from engine.folders import UnsafePathError, resolve_inside
 from engine.graph import PromptError, error_entry, prepare_prompt
+from engine.workflow import WorkflowError, api_to_canvas, parse_workflow
 
 if TYPE_CHECKING:
     from app.server import PromptServer
@@ -186,6 +187,28 @@ def add_api_routes(router: web.UrlDispatcher, server: PromptServer, prefix: str 
             server.worker.request_free()
         return web.Response(status=200)
 
+    async def get_workflows(_request: web.Request) -> web.Response:
+        folder = server.config.workflows_dir
+        names = sorted(p.name for p in folder.glob("*.json")) if folder.is_dir() else []
+        return web.json_response(names)
+
+    async def get_workflow(request: web.Request) -> web.StreamResponse:
+        try:
+            path = resolve_inside(server.config.workflows_dir, request.match_info["name"])
+        except UnsafePathError:
+            raise web.HTTPForbidden() from None
+        if path.suffix != ".json" or not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={"Content-Type": "application/json"})
+
+    async def post_workflow_canvas(request: web.Request) -> web.Response:
+        """An API-format prompt laid out as a canvas workflow, so any workflow opens."""
+        try:
+            prompt = parse_workflow(await read_json(request), runtime.registry)
+            return web.json_response(api_to_canvas(prompt, runtime.registry))
+        except WorkflowError as exc:
+            return web.json_response({"error": exc.error, "node_errors": {}}, status=400)
+
     async def get_index(_request: web.Request) -> web.StreamResponse:
         index = server.config.web_root / "index.html"
         if not index.is_file():
@@ -205,6 +228,8 @@ def add_api_routes(router: web.UrlDispatcher, server: PromptServer, prefix: str 
         ("GET", "/extensions", get_extensions),
         ("GET", "/extensions/{pack}/{path:.+}", get_extension_file),
         ("POST", "/free", post_free),
+        ("GET", "/workflows", get_workflows), ("GET", "/workflows/{name}", get_workflow),
+        ("POST", "/workflow/canvas", post_workflow_canvas),
     ]
     if not prefix:
         table.append(("GET", "/", get_index))

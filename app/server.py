@@ -49,6 +49,7 @@ class ServerConfig:
     cache_bytes: int | None = None
     max_history: int = 10_000
     web_root: Path = PROJECT_ROOT / "web"
+    workflows_dir: Path = PROJECT_ROOT / "workflows"
     policy: SecurityPolicy = field(init=False)
 
     def __post_init__(self) -> None:
@@ -91,12 +92,23 @@ class PromptServer:
         for prefix in ("", "/api"):
             add_api_routes(app.router, self, prefix)
             add_file_routes(app.router, prefix)
+        self._add_static(app.router)
         app.router.add_get("/ws", self.websocket)
         app.router.add_get("/api/ws", self.websocket)
         app.router.add_routes(self.routes)  # plugins' routes
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         return app
+
+    def _add_static(self, router: web.UrlDispatcher) -> None:
+        """The canvas: its own scripts and styles, and litegraph.js as npm installed it."""
+        web_root = self.config.web_root
+        for url, folder in (("/scripts", web_root / "scripts"), ("/css", web_root / "css"),
+                            ("/lib/litegraph", web_root / "node_modules" / "litegraph.js")):
+            if folder.is_dir():
+                router.add_static(url, folder, append_version=False)
+            else:
+                log.warning("%s is missing: run the README's set-up to build the canvas", folder)
 
     async def _on_startup(self, _app: web.Application) -> None:
         self.loop = asyncio.get_running_loop()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv and installs Kinema's dependencies; --dev adds what the tests need.
+# Creates .venv and installs Kinema's dependencies, and the canvas's litegraph.js from npm.
+# --dev adds what the tests need: pytest and friends, Playwright, and Debian's Chromium.
 # torch goes first, pinned to the CPU build on this machine, so nothing pulls a CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,11 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" torch==2.13.0
 if [[ "${1:-}" == "--dev" ]]; then
   "${pip[@]}" -c constraints.txt -r requirements-dev.txt
+  if ! command -v chromium >/dev/null; then
+    # Browser tests drive Debian's Chromium; Playwright never downloads a browser.
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
 else
   "${pip[@]}" -c constraints.txt -r requirements.txt
 fi
+npm ci --prefix web --no-audit --no-fund --silent
