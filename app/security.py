@@ -9,7 +9,8 @@ of the application (before any error-handling middleware):
 2. Origin check against CSRF and cross-site websockets: an ``Origin`` header, when present,
    must be ``http(s)://<Host>``; ``Origin: null`` and ``Sec-Fetch-Site: cross-site`` are refused.
 3. Token: with ``auth_token`` set, every request (websocket included) needs
-   ``Authorization: Bearer <token>`` or ``?token=<token>``.
+   ``Authorization: Bearer <token>``, ``?token=<token>``, or the HttpOnly SameSite=Strict
+   cookie that opening the canvas at ``/?token=<token>`` sets for the page's own files.
 4. Body size: multipart bodies are limited to ``max_upload_bytes``, any other body to
    ``max_json_bytes``, by Content-Length up front and, for chunked bodies, while reading
    (aiohttp's ``client_max_size``), always answered with a JSON 413.
@@ -153,15 +154,25 @@ def origin_allowed(origin: str | None, host_header: str | None) -> bool:
     return origin in (f"http://{host}", f"https://{host}")
 
 
-def token_ok(policy: SecurityPolicy, request: web.Request) -> bool:
-    """Whether the request carries the policy's token (header or ``token`` query parameter)."""
-    expected = (policy.auth_token or "").encode()
-    given: str | None = None
+TOKEN_COOKIE = "kinema_token"
+
+
+def given_token(request: web.Request) -> tuple[str | None, str]:
+    """The token a request carries, and where: header, query or cookie."""
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
-        given = credentials.strip()
-    elif "token" in request.query:
-        given = request.query["token"]
+        return credentials.strip(), "header"
+    if "token" in request.query:
+        return request.query["token"], "query"
+    if TOKEN_COOKIE in request.cookies:
+        return request.cookies[TOKEN_COOKIE], "cookie"
+    return None, ""
+
+
+def token_ok(policy: SecurityPolicy, request: web.Request) -> bool:
+    """Whether the request carries the policy's token (header, query parameter or cookie)."""
+    given, _ = given_token(request)
+    expected = (policy.auth_token or "").encode()
     return given is not None and hmac.compare_digest(given.encode(), expected)
 
 
@@ -208,11 +219,19 @@ def security_middlewares(policy: SecurityPolicy) -> list[Any]:
 
     @web.middleware
     async def token_check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if policy.auth_token and not token_ok(policy, request):
+        if not policy.auth_token:
+            return await handler(request)
+        if not token_ok(policy, request):
             return json_error(401, "unauthorized", "Missing or wrong auth token.",
                               "Send 'Authorization: Bearer <token>' or a 'token' query "
                               "parameter.", headers={"WWW-Authenticate": 'Bearer realm="kinema"'})
-        return await handler(request)
+        response = await handler(request)
+        if given_token(request)[1] == "query" and request.path == "/":
+            # The page's scripts and styles cannot send a header: opening /?token=T once
+            # leaves the token in a cookie that only this site's own requests carry.
+            response.set_cookie(TOKEN_COOKIE, policy.auth_token, httponly=True,
+                                samesite="Strict", path="/")
+        return response
 
     @web.middleware
     async def body_size(request: web.Request, handler: Handler) -> web.StreamResponse:

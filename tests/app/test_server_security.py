@@ -63,3 +63,18 @@ async def test_cross_site_websocket_is_refused(guarded):
             await http.ws_connect(f"{guarded.url}/ws?token={TOKEN}",
                                   headers={"Origin": "http://evil.example"})
         assert info.value.status == 403
+
+
+def test_opening_the_canvas_with_the_token_lets_its_own_files_load(guarded):
+    import http.cookiejar
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(f"{guarded.url}/?token={TOKEN}", timeout=10) as response:
+        assert response.status == 200
+    cookie = next(c for c in jar if c.name == "kinema_token")
+    assert cookie.has_nonstandard_attr("HttpOnly")
+    # Scripts and styles cannot send a header: the cookie carries the token for them.
+    with opener.open(f"{guarded.url}/scripts/app.js", timeout=10) as response:
+        assert response.status == 200
+    assert status(guarded.url + "/scripts/app.js") == 401

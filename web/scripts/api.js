@@ -156,10 +156,6 @@ export class Api extends EventTarget {
     return this.json("/extensions");
   }
 
-  getSystemStats() {
-    return this.json("/system_stats");
-  }
-
   // -- websocket ---------------------------------------------------------------------------
 
   connect() {

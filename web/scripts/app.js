@@ -18,7 +18,7 @@ import { applyControls } from "./widgets.js";
 export const DEFAULT_WORKFLOW = "image_basics.json";
 const FEATURE_MODULES = ["./workflow_io.js", "./undo.js", "./panels.js", "./help.js"];
 const API_IDS_KEY = "kinema_api_ids"; // canvas extra: canvas node id -> API id
-const MIN_FIT_SCALE = 0.75;
+const MIN_FIT_SCALE = 0.65; // litegraph drops text below 0.6
 const FIT_MARGIN = 40;
 
 class KinemaApp extends EventTarget {
@@ -32,6 +32,7 @@ class KinemaApp extends EventTarget {
     this.loading = false; // configuring a workflow: not a user edit
     this.workflowLoaded = false;
     this.isSetUp = false;
+    this.ownPrompts = new Set(); // prompt ids this page queued: the only runs it draws
   }
 
   async setup() {
@@ -42,6 +43,7 @@ class KinemaApp extends EventTarget {
     this.canvas = new LGraphCanvas(document.getElementById("graph-canvas"), this.graph);
     this.canvas.clear_background_color = "#16181d";
     this.canvas.show_info = false;
+    this.canvas.render_canvas_border = false;
     this.fitCanvas();
     window.addEventListener("resize", () => this.fitCanvas());
     installDomLayer(this.canvas);
@@ -242,7 +244,13 @@ class KinemaApp extends EventTarget {
     const workflow = this.graph.serialize();
     const { scale, offset } = this.canvas.ds;
     workflow.extra = { ...workflow.extra, ds: { scale, offset: [...offset] } };
-    return JSON.parse(JSON.stringify(workflow));
+    // Litegraph keeps positions and sizes in Float32Arrays (a node's pos in one of 10!),
+    // which JSON would write as objects: write them as plain [x, y] lists.
+    return JSON.parse(JSON.stringify(workflow, (key, value) => {
+      if (!ArrayBuffer.isView(value)) return value;
+      const list = Array.from(value);
+      return key === "pos" ? list.slice(0, 2) : list;
+    }));
   }
 
   /**
@@ -295,6 +303,7 @@ class KinemaApp extends EventTarget {
         return answers;
       }
       answers.push(res.body);
+      this.ownPrompts.add(res.body.prompt_id);
       const moved = this.graph._nodes.map((node) => applyControls(node)).some(Boolean);
       if (moved) {
         this.canvas.setDirty(true, false);

@@ -9,6 +9,9 @@
 import { clearLivePreview, drawPreviews, showImages, showLivePreview, showMedia } from "./previews.js";
 
 const OUTLINE = { running: "#3fd07b", cached: "#6c8ebf", error: "#ff4d4f" };
+const MODE_NEVER = 2; // muted: does not run, nor what only it feeds
+const MODE_BYPASS = 4; // runs as if its matching inputs fed its outputs
+const MODE_TINT = { [MODE_NEVER]: "rgba(16, 18, 22, 0.6)", [MODE_BYPASS]: "rgba(170, 70, 220, 0.3)" };
 const ERROR_TEXT = "#ff8a8a";
 const MAX_ERROR_LINES = 6;
 
@@ -73,7 +76,13 @@ export function showPromptErrors(app, body) {
 function listen(app) {
   const { api } = app;
   let running = null; // the API id of the running node
-  const on = (type, handler) => api.addEventListener(type, (event) => handler(event.detail ?? {}));
+  // Prompts queued without a client_id (scripts) are broadcast to every page; their node ids
+  // mean nothing in this graph, so only this page's own prompts are drawn.
+  const on = (type, handler) => api.addEventListener(type, (event) => {
+    const data = event.detail ?? {};
+    if (data.prompt_id && !app.ownPrompts.has(data.prompt_id)) return;
+    handler(data);
+  });
 
   on("status", (data) => {
     const remaining = data.status?.exec_info?.queue_remaining ?? 0;
@@ -188,12 +197,24 @@ function drawErrors(node, ctx) {
 /** Everything this module draws on a node, after litegraph drew it (node-local coords). */
 function decorate(node, ctx) {
   drawPreviews(node, ctx);
-  const state = node.kinemaState;
-  if (!state || state === "done") return;
   const title = LiteGraph.NODE_TITLE_HEIGHT;
   const width = node.flags.collapsed ? (node._collapsed_width || LiteGraph.NODE_COLLAPSED_WIDTH)
     : node.size[0];
   const height = node.flags.collapsed ? 0 : node.size[1];
+  if (MODE_TINT[node.mode]) {
+    ctx.fillStyle = MODE_TINT[node.mode];
+    ctx.beginPath();
+    ctx.roundRect(0, -title, width, height + title, 8);
+    ctx.fill();
+  }
+  if (node.has_errors && !node.flags.collapsed) { // litegraph's placeholder for a missing type
+    ctx.fillStyle = "#fff";
+    ctx.font = "13px sans-serif";
+    ctx.textAlign = "left";
+    ctx.fillText(`Missing node type: ${node.type}`, 10, height - 10);
+  }
+  const state = node.kinemaState;
+  if (!state || state === "done") return;
   ctx.save();
   if (state === "cached") ctx.setLineDash([6, 4]);
   ctx.strokeStyle = OUTLINE[state];
@@ -218,6 +239,31 @@ function decorate(node, ctx) {
 
 // -- controls ------------------------------------------------------------------------------------
 
+/** Mode menu with ComfyUI's Bypass (4), and Ctrl+M (mute) / Ctrl+B (bypass) on the selection. */
+function installModes(app) {
+  LiteGraph.NODE_MODES = ["Always", "On Event", "Never", "On Trigger", "Bypass"];
+  const changeMode = LGraphNode.prototype.changeMode;
+  LGraphNode.prototype.changeMode = function (mode) {
+    let changed = true;
+    if (mode === MODE_BYPASS) this.mode = mode; // litegraph refuses modes it does not know
+    else changed = changeMode.call(this, mode);
+    this.setDirtyCanvas(true, true);
+    app.graphChanged("mode");
+    return changed;
+  };
+  window.addEventListener("keydown", (event) => {
+    const key = event.key.toLowerCase();
+    if (!(event.ctrlKey || event.metaKey) || (key !== "m" && key !== "b")) return;
+    if (event.target.closest?.("input, textarea, select, [contenteditable]")) return;
+    const nodes = Object.values(app.canvas.selected_nodes || {});
+    if (!nodes.length) return;
+    event.preventDefault();
+    const mode = key === "m" ? MODE_NEVER : MODE_BYPASS;
+    const all = nodes.every((node) => node.mode === mode);
+    for (const node of nodes) node.changeMode(all ? LiteGraph.ALWAYS : mode);
+  });
+}
+
 function batchCount() {
   const input = document.getElementById("batch-count");
   const count = Math.round(Number(input.value));
@@ -229,6 +275,7 @@ function batchCount() {
 /** Wire the Queue and Interrupt controls, Ctrl+Enter, the websocket events and the drawing. */
 export function installExecution(app) {
   listen(app);
+  installModes(app);
   const drawNode = app.canvas.drawNode;
   app.canvas.drawNode = function (node, ctx) {
     drawNode.call(this, node, ctx);

@@ -4,6 +4,7 @@
 
 import { addTextareaWidget } from "./dom.js";
 import { defaultValue, inputSpecs } from "./specs.js";
+import { typesCompatible } from "./types.js";
 import { addControlWidget, addValueWidget } from "./widgets.js";
 
 const PRIMITIVE_OUTPUT = "connect to widget input";
@@ -25,12 +26,18 @@ function setRerouteType(node, type, seen = new Set()) {
   if (seen.has(node)) return;
   seen.add(node);
   node.outputs[0].type = type;
-  for (const id of node.outputs[0].links || []) {
+  for (const id of [...(node.outputs[0].links || [])]) {
     const link = node.graph.links[id];
     if (!link) continue;
-    link.type = type; // the link takes the type's colour
     const target = node.graph.getNodeById(link.target_id);
-    if (target?.type === "Reroute") setRerouteType(target, type, seen);
+    if (target?.type === "Reroute") {
+      link.type = type; // the link takes the type's colour
+      setRerouteType(target, type, seen);
+    } else if (target && !typesCompatible(type, target.inputs[link.target_slot]?.type)) {
+      target.disconnectInput(link.target_slot); // it no longer fits what now flows here
+    } else {
+      link.type = type;
+    }
   }
 }
 

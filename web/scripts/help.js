@@ -1,5 +1,6 @@
 // Keyboard shortcuts: the help overlay that lists them, and the ones litegraph lacks
 // (Ctrl+S save, Ctrl+O open, Ctrl+G group the selected nodes).
+import { loadPanelStyles } from "./panels.js";
 import { isTyping } from "./undo.js";
 
 const SHORTCUTS = [
@@ -27,7 +28,10 @@ const GROUP_PADDING = 10;
 export function groupSelectedNodes(app) {
   const { LiteGraph } = window;
   const nodes = Object.values(app.canvas.selected_nodes || {});
-  if (!nodes.length) return null;
+  if (!nodes.length) {
+    app.showToast("Select the nodes to group first", "info");
+    return null;
+  }
   // A node's box starts above pos by its title bar.
   const title = LiteGraph.NODE_TITLE_HEIGHT;
   let [left, top, right, bottom] = [Infinity, Infinity, -Infinity, -Infinity];
@@ -44,7 +48,7 @@ export function groupSelectedNodes(app) {
   group.size = [right - left + 2 * GROUP_PADDING, bottom - top + header + GROUP_PADDING];
   app.graph.add(group);
   app.canvas.setDirty(true, true);
-  app.dispatchEvent(new CustomEvent("graphChanged", { detail: { source: "group" } }));
+  app.graphChanged("group");
   return group;
 }
 
@@ -77,6 +81,7 @@ function buildOverlay() {
 }
 
 export async function setup(app) {
+  loadPanelStyles();
   const overlay = buildOverlay();
   const toggle = (open = overlay.hidden) => { overlay.hidden = !open; };
   overlay.addEventListener("click", () => toggle(false));

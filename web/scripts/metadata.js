@@ -41,7 +41,7 @@ function classify(value, found, depth = 0) {
   if (!isObject(value) || depth > 3) return;
   if (isCanvasWorkflow(value)) found.workflow ??= value;
   else if (isApiPrompt(value)) found.prompt ??= value;
-  else for (const key of ["workflow", "prompt"]) if (key in value) classify(value[key], found, depth + 1);
+  else for (const key of ["workflow", "prompt"]) classify(value[key], found, depth + 1);
 }
 
 /** The canvas workflow among [key, text] entries, else the API prompt, else null. */
@@ -190,7 +190,9 @@ export function webmTags(data) {
 /** WebP EXIF (IFD0 "key:value" strings, as ComfyUI writes) and XMP, as [key, text]. */
 export function webpMetadata(data) {
   const bytes = asBytes(data), view = viewOf(bytes), entries = [];
-  if (bytes.length < 12 || fourcc(bytes, 0) !== "RIFF" || fourcc(bytes, 8) !== "WEBP") return entries;
+  if (bytes.length < 12 || fourcc(bytes, 0) !== "RIFF" || fourcc(bytes, 8) !== "WEBP") {
+    return entries;
+  }
   for (let pos = 12; pos + 8 <= bytes.length;) {
     const type = fourcc(bytes, pos), size = view.getUint32(pos + 4, true);
     const chunk = bytes.subarray(pos + 8, pos + 8 + size);

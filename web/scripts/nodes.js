@@ -11,6 +11,14 @@ import {
 } from "./widgets.js";
 
 const MIN_NODE_WIDTH = 240;
+const MAX_AUTO_WIDTH = 480;
+
+/** A width at which each widget's label and value fit side by side (litegraph's is fixed). */
+function widgetWidth(node) {
+  const chars = (node.widgets || []).map((w) => String(w.label ?? w.name).length
+    + (w.type === "customtext" ? 0 : String(w.value ?? "").length));
+  return Math.min(MAX_AUTO_WIDTH, Math.max(MIN_NODE_WIDTH, Math.max(0, ...chars) * 6.5 + 90));
+}
 
 /** Every socket type a node type uses (for colours). */
 function typesOf(info) {
@@ -51,7 +59,8 @@ function makeNodeClass(app, name, info) {
         this.addOutput(current.output_name?.[i] ?? type, type, shape ? { shape } : undefined);
       });
       addLayoutWidgets(app, this, current);
-      this.setSize([Math.max(this.size[0], MIN_NODE_WIDTH), this.computeSize()[1]]);
+      this.comfyClass = name; // ComfyUI extensions identify nodes by it
+      this.setSize([Math.max(this.size[0], widgetWidth(this)), this.computeSize()[1]]);
     }
 
     onNodeCreated() {

@@ -10,6 +10,14 @@ const REFRESH_EVENTS = ["status", "executed", "execution_start", "execution_succ
 const VIDEO_FILE = /\.(mp4|webm|mov|mkv)$/i;
 const IMAGE_FILE = /\.(png|jpe?g|webp|gif|avif)$/i;
 
+/** Add panels.css (the styles of every feature module's elements) once. */
+export function loadPanelStyles() {
+  if (document.getElementById("kinema-panels-css")) return;
+  const href = new URL("../css/panels.css", import.meta.url).href;
+  document.head.append(Object.assign(document.createElement("link"),
+    { id: "kinema-panels-css", rel: "stylesheet", href }));
+}
+
 function el(tag, props = {}, children = []) {
   const node = Object.assign(document.createElement(tag), props);
   node.append(...children);
@@ -42,6 +50,7 @@ class QueuePanel {
   constructor(app) {
     this.app = app;
     this.timer = null;
+    this.historyKey = null;
     this.queueList = el("ol", { className: "queue-list" });
     this.historyList = el("ol", { className: "history-list" });
     const button = (label, className, onClick) => {
@@ -107,8 +116,12 @@ class QueuePanel {
     if (!running.length && !pending.length) {
       this.queueList.append(el("li", { className: "empty", textContent: "Nothing queued" }));
     }
-    // The server lists history oldest first; the panel shows the newest first.
+    // The server lists history oldest first; the panel shows the newest first. The list is
+    // rebuilt only when it changed, so thumbnails do not flicker on every queue message.
     const entries = Object.entries(history).reverse();
+    const key = JSON.stringify(entries.map(([id, entry]) => [id, entry.status?.status_str]));
+    if (key === this.historyKey) return;
+    this.historyKey = key;
     this.historyList.replaceChildren(...entries.map(([id, entry]) => this.historyItem(id, entry)));
     if (!entries.length) {
       this.historyList.append(el("li", { className: "empty", textContent: "No runs yet" }));
@@ -131,10 +144,12 @@ class QueuePanel {
     const time = finishedAt(entry);
     const thumbs = outputFiles(entry).slice(0, 8).map((file) => {
       const url = this.app.api.viewURL(file);
-      const media = VIDEO_FILE.test(file.filename)
-        ? el("video", { src: url, muted: true, loop: true, autoplay: true, playsInline: true })
-        : IMAGE_FILE.test(file.filename) ? el("img", { src: url, alt: file.filename, loading: "lazy" })
-          : el("span", { className: "file-name", textContent: file.filename });
+      let media = el("span", { className: "file-name", textContent: file.filename });
+      if (IMAGE_FILE.test(file.filename)) {
+        media = el("img", { src: url, alt: file.filename, loading: "lazy" });
+      } else if (VIDEO_FILE.test(file.filename)) {
+        media = el("video", { src: url, muted: true, preload: "metadata" }); // its first frame
+      }
       return el("a", { href: url, target: "_blank", title: file.filename, className: "thumb" },
         [media]);
     });
@@ -181,9 +196,10 @@ class QueuePanel {
 }
 
 export async function setup(app) {
+  loadPanelStyles();
   const panel = new QueuePanel(app);
   app.queuePanel = panel;
-  app.addMenuButton({ id: "queue-panel-button", label: "Queue", title: "Queue and history (Q)",
+  app.addMenuButton({ id: "queue-panel-button", label: "History", title: "Queue and history (Q)",
     onClick: () => panel.toggle() });
   for (const type of REFRESH_EVENTS) app.api.addEventListener(type, () => panel.scheduleRefresh());
   window.addEventListener("keydown", (event) => {

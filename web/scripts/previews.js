@@ -5,6 +5,7 @@
 import { placeElement, removeElement } from "./dom.js";
 
 const PAD = 6;
+const GRID_GAP = 4;
 const MAX_AUTO_HEIGHT = 640; // a node grows to show its preview, up to this tall
 const VIDEO_EXTENSIONS = /\.(mp4|webm|mov|mkv|m4v|ogv)$/i;
 
@@ -132,8 +133,9 @@ export function drawPreviews(node, ctx) {
   const [cols, rows] = grid(ready.length, aspect, w, h);
   const cellW = w / cols;
   const cellH = h / rows;
+  const gap = ready.length > 1 ? GRID_GAP : 0; // frames of a clip often look alike: show the cells
   ready.forEach((img, i) => {
-    const scale = Math.min(cellW / img.naturalWidth, cellH / img.naturalHeight);
+    const scale = Math.min((cellW - gap) / img.naturalWidth, (cellH - gap) / img.naturalHeight);
     const dw = img.naturalWidth * scale;
     const dh = img.naturalHeight * scale;
     const x = PAD + (i % cols) * cellW + (cellW - dw) / 2;

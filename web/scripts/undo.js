@@ -66,17 +66,23 @@ export class UndoHistory {
     return true;
   }
 
+  /** Start again from the graph as it is (a workflow opened at start-up is no edit). */
+  reset() {
+    clearTimeout(this.timer);
+    this.undoStack = [];
+    this.redoStack = [];
+    this.current = this.snapshot();
+  }
+
+  // graph.configure rather than app.loadWorkflow: the view stays where it is.
   restore(text) {
     const { app } = this;
-    const workflow = JSON.parse(text);
-    const ds = app.graph.extra?.ds;
     this.restoring = true;
     try {
-      app.graph.configure(workflow);
-      if (ds) app.graph.extra.ds = ds;
+      app.graph.configure(JSON.parse(text));
       app.canvas.setDirty(true, true);
       // Listeners (autosave) learn of the change; this history ignores it while restoring.
-      app.dispatchEvent(new CustomEvent("graphChanged", { detail: { source: "undo" } }));
+      app.graphChanged("undo");
     } finally {
       this.restoring = false;
     }
@@ -90,8 +96,8 @@ export async function setup(app) {
   const history = new UndoHistory(app);
   app.undoHistory = history;
   app.addEventListener("graphChanged", () => history.changed());
-  // Opening a workflow is a step too: undo goes back to the graph it replaced.
-  app.addEventListener("workflowLoaded", () => { if (!history.restoring) history.record(); });
+  // Opening a workflow later is a step too: undo goes back to the graph it replaced.
+  app.addEventListener("workflowLoaded", () => (app.isSetUp ? history.record() : history.reset()));
 
   const act = (redo) => {
     if (!(redo ? history.redo() : history.undo())) {

@@ -217,29 +217,32 @@ function show(w) {
   delete w.kinemaHidden;
 }
 
-function refit(node) {
+/** Fit the node's height to its slots and widgets, keeping the width it had. */
+function refit(node, width) {
   const size = node.computeSize();
-  node.setSize([Math.max(node.size[0], size[0]), size[1]]);
+  node.setSize([Math.max(width, size[0]), size[1]]);
   node.setDirtyCanvas(true, true);
 }
 
 /** Turn a widget into an input socket: {name, type, link, widget: {name}}. */
 export function convertToInput(app, node, w) {
+  const width = node.size[0]; // addInput shrinks the node to its computed size
   hide(w);
   node.addInput(w.name, w.kinemaSpec.type, { widget: { name: w.name } });
-  refit(node);
+  refit(node, width);
   app.graphChanged("convert");
 }
 
 /** Turn a converted input back into its widget (dropping its link). */
 export function convertToWidget(app, node, w) {
+  const width = node.size[0];
   const slot = node.inputs.findIndex((input) => input.widget?.name === w.name);
   if (slot >= 0) {
     if (node.inputs[slot].link != null) node.disconnectInput(slot);
     node.removeInput(slot);
   }
   show(w);
-  refit(node);
+  refit(node, width);
   app.graphChanged("convert");
 }
 

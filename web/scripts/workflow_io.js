@@ -3,6 +3,7 @@
 import {
   workflowFromFile, workflowFromMp4, workflowFromPng, workflowFromWebm, workflowFromWebp,
 } from "./metadata.js";
+import { loadPanelStyles } from "./panels.js";
 
 export { workflowFromFile, workflowFromMp4, workflowFromPng, workflowFromWebm, workflowFromWebp };
 
@@ -35,8 +36,17 @@ export function saveWorkflow(app) {
 }
 
 export function exportApiPrompt(app) {
+  let output;
+  try {
+    output = app.graphToPrompt().output;
+  } catch (error) {
+    // A graph that cannot convert (a required input left unconnected) says what is wrong.
+    const detail = error.error ? `${error.error.message} ${error.error.details}` : error.message;
+    app.showToast(`Cannot export: ${detail}`, "error");
+    return;
+  }
   const filename = askFileName("workflow_api");
-  if (filename) download(filename, app.graphToPrompt().output);
+  if (filename) download(filename, output);
 }
 
 /** Open a File (JSON or an output carrying its workflow); a toast says when it has none. */
@@ -49,16 +59,10 @@ export async function openFile(app, file) {
     return false;
   }
   if (!workflow) {
-    app.showToast(`No workflow found in ${file.name}`, "error");
+    app.showToast(`No workflow found in ${file.name}`, "warn");
     return false;
   }
-  try {
-    await app.loadWorkflow(workflow);
-  } catch (error) {
-    app.showToast(`Could not open ${file.name}: ${error.message}`, "error");
-    return false;
-  }
-  return true;
+  return app.loadWorkflow(workflow); // it says itself why a workflow does not open
 }
 
 function setupFileInput(app) {
@@ -87,16 +91,19 @@ function setupDrop(app) {
   document.addEventListener("drop", async (event) => {
     if (!hasFiles(event)) return;
     event.preventDefault();
-    if (event.target === app.canvas.canvas && nodeTakesFiles(app, event)) return;
+    if (event.target === app.canvas.canvas && await nodeTakesDrop(app, event)) return;
     const [file] = event.dataTransfer.files;
     if (file) await openFile(app, file);
   });
 }
 
-function nodeTakesFiles(app, event) {
+// litegraph gives a drop to the node under it when it has onDropFile/onDropData; ComfyUI
+// plugins' onDragDrop(event) answers true when it took the drop.
+async function nodeTakesDrop(app, event) {
   const [x, y] = app.canvas.convertEventToCanvasOffset(event);
   const node = app.graph.getNodeOnPos(x, y);
-  return Boolean(node && (node.onDropFile || node.onDropData || node.onDragDrop));
+  if (!node) return false;
+  return Boolean(node.onDropFile || node.onDropData || await node.onDragDrop?.(event));
 }
 
 function setupExamples(app) {
@@ -125,8 +132,10 @@ function setupExamples(app) {
         return item;
       }));
       if (!names.length) menu.textContent = "No example workflows";
+      // The menu sits at the right edge: the list opens below the button, aligned right.
       const rect = button.getBoundingClientRect();
-      Object.assign(menu.style, { left: `${rect.left}px`, top: `${rect.bottom + 4}px` });
+      Object.assign(menu.style, { right: `${window.innerWidth - rect.right}px`,
+        top: `${rect.bottom + 4}px` });
       menu.hidden = false;
     },
   });
@@ -137,7 +146,7 @@ function setupExamples(app) {
     try {
       await app.loadWorkflow(await app.api.getWorkflow(item.dataset.name));
     } catch (error) {
-      app.showToast(`Could not open ${item.dataset.name}: ${error.message}`, "error");
+      app.showToast(`Could not fetch ${item.dataset.name}: ${error.message}`, "error");
     }
   });
   document.addEventListener("pointerdown", (event) => {
@@ -179,14 +188,19 @@ export function autosavedWorkflow() {
 }
 
 export async function setup(app) {
+  loadPanelStyles();
   const input = setupFileInput(app);
   app.addMenuButton({ id: "load-button", label: "Load", title: "Open a workflow (Ctrl+O)",
     onClick: () => input.click() });
   app.addMenuButton({ id: "save-button", label: "Save", title: "Download the workflow (Ctrl+S)",
     onClick: () => saveWorkflow(app) });
-  app.addMenuButton({ id: "export-api-button", label: "Export (API)",
+  app.addMenuButton({ id: "export-api-button", label: "Export API",
     title: "Download the API-format prompt", onClick: () => exportApiPrompt(app) });
   setupExamples(app);
   setupDrop(app);
   setupAutosave(app);
+  // The core opens its default workflow after the features' set-up unless one is open by
+  // then: reopening the autosaved graph here is what makes a reload keep the work.
+  const saved = autosavedWorkflow();
+  if (saved) await app.loadWorkflow(saved);
 }
