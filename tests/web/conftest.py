@@ -36,9 +36,14 @@ class ConsoleLog:
 
     def __init__(self) -> None:
         self.errors: list[str] = []
+        self.expected: list[str] = []
+
+    def expect(self, fragment: str) -> None:
+        """Allow errors containing ``fragment`` (a test that provokes a 400 on purpose)."""
+        self.expected.append(fragment)
 
     def on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
+        if message.type == "error" and not any(f in message.text for f in self.expected):
             self.errors.append(f"console: {message.text}")
 
     def on_page_error(self, error: Exception) -> None:

@@ -288,10 +288,14 @@ class KinemaApp extends EventTarget {
         showToast(`${err.error.message} ${err.error.details}`, "error");
         return answers;
       }
+      // The id is ours before the request leaves: the run's first events can reach the
+      // websocket before POST /prompt answers, and they must already count as this page's.
+      const promptId = newPromptId();
+      this.ownPrompts.add(promptId);
       let res;
       try {
         res = await this.api.queuePrompt({
-          prompt: prompt.output, client_id: this.api.clientId, front,
+          prompt: prompt.output, client_id: this.api.clientId, front, prompt_id: promptId,
           extra_data: { extra_pnginfo: { workflow: prompt.workflow } },
         });
       } catch (err) {
@@ -303,7 +307,6 @@ class KinemaApp extends EventTarget {
         return answers;
       }
       answers.push(res.body);
-      this.ownPrompts.add(res.body.prompt_id);
       const moved = this.graph._nodes.map((node) => applyControls(node)).some(Boolean);
       if (moved) {
         this.canvas.setDirty(true, false);
@@ -339,3 +342,12 @@ app.ready = app.setup().catch((err) => {
   console.error("Kinema failed to start:", err);
   showToast(`Kinema failed to start: ${err.message}`, "error");
 });
+
+/** A random UUID; crypto.randomUUID exists only on secure origins (not http on a LAN IP). */
+function newPromptId() {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}

@@ -125,14 +125,17 @@ export async function refreshNodeDefs(app) {
 export function installNodeSearch(canvas) {
   canvas.onSearchBox = (_helper, text) => {
     const query = text.trim().toLowerCase();
-    if (!query) return [];
+    // Every word must appear somewhere: "empty image" finds EmptyImage and "Empty Image".
+    const words = query.split(/\s+/).filter(Boolean);
+    if (!words.length) return [];
     const scored = [];
     for (const [type, ctor] of Object.entries(LiteGraph.registered_node_types)) {
       const title = String(ctor.title || type);
       const fields = [title, type, ctor.category || "", ctor.desc || ""].map((f) => f.toLowerCase());
-      const hit = fields.findIndex((f) => f.includes(query));
-      if (hit < 0) continue;
-      const rank = fields[0].startsWith(query) ? 0 : hit + 1; // title prefix first, then by field
+      const hit = fields.findIndex((f) => words.every((w) => f.includes(w)));
+      if (hit < 0 && !words.every((w) => fields.some((f) => f.includes(w)))) continue;
+      // Title prefix first, then by the field that matched, then scattered matches.
+      const rank = fields[0].startsWith(query) ? 0 : hit < 0 ? fields.length + 1 : hit + 1;
       const extra = LiteGraph.searchbox_extras[title.toLowerCase()];
       scored.push([rank, title, extra?.type === type ? title : type]);
     }
