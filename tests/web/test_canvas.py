@@ -216,6 +216,7 @@ def drop_file(page: Page, name: str, data: bytes, mime: str) -> None:
 def test_examples_menu_help_overlay_and_undo(page):
     page.click("#examples-button")
     items = page.locator("#examples-menu .example-item")
+    items.first.wait_for()  # the list comes from GET /workflows
     assert "image_basics.json" in items.evaluate_all("(els) => els.map((e) => e.dataset.name)")
 
     page.keyboard.press("Escape")
