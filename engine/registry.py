@@ -79,7 +79,6 @@ class NodeType:
     cls: type
     display_name: str
     source: str = "builtin"
-    web_directory: Path | None = None
 
     @property
     def category(self) -> str:
@@ -169,6 +168,7 @@ class NodeRegistry:
     types: dict[str, NodeType] = field(default_factory=dict)
     import_errors: dict[str, str] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)
+    web_dirs: dict[str, Path] = field(default_factory=dict)
 
     def __contains__(self, name: object) -> bool:
         return name in self.types
@@ -180,7 +180,7 @@ class NodeRegistry:
         return sorted(self.types)
 
     def register(self, name: str, cls: type, display_name: str | None = None, *,
-                 source: str = "builtin", web_directory: Path | None = None) -> bool:
+                 source: str = "builtin") -> bool:
         """Add one node type; returns False (and records why) when the name is already taken."""
         check_node_class(name, cls)
         existing = self.types.get(name)
@@ -191,35 +191,33 @@ class NodeRegistry:
                 self.conflicts.append(msg)
                 log.warning(msg)
             return False
-        self.types[name] = NodeType(name, cls, display_name or name, source, web_directory)
+        self.types[name] = NodeType(name, cls, display_name or name, source)
         return True
 
     def register_mappings(self, mappings: Mapping[str, type],
                           display_names: Mapping[str, str] | None = None, *,
-                          source: str = "builtin", web_directory: Path | None = None) -> None:
+                          source: str = "builtin") -> None:
         """Register a pack's NODE_CLASS_MAPPINGS; a class breaking the contract fails the pack."""
         display_names = display_names or {}
         for name, cls in mappings.items():
             check_node_class(name, cls)
         for name, cls in mappings.items():
-            self.register(name, cls, display_names.get(name), source=source,
-                          web_directory=web_directory)
+            self.register(name, cls, display_names.get(name), source=source)
 
     def register_module(self, module: ModuleType, source: str) -> None:
         mappings = getattr(module, "NODE_CLASS_MAPPINGS", None)
         if not isinstance(mappings, Mapping):
             raise NodeContractError(f"{source}: no NODE_CLASS_MAPPINGS dict")
-        web_dir = getattr(module, "WEB_DIRECTORY", None)
-        web_path = None
-        if web_dir and getattr(module, "__file__", None):
-            web_path = (Path(module.__file__).parent / web_dir).resolve()
         self.register_mappings(mappings, getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", None),
-                               source=source, web_directory=web_path)
+                               source=source)
+        # A pack may ship only a web extension, with no nodes of its own.
+        web_dir = getattr(module, "WEB_DIRECTORY", None)
+        if web_dir and getattr(module, "__file__", None):
+            self.web_dirs[source] = (Path(module.__file__).parent / web_dir).resolve()
 
     def web_directories(self) -> dict[str, Path]:
         """Plugin name → folder of its web extension, for plugins that declare one."""
-        return {t.source: t.web_directory for t in self.types.values()
-                if t.web_directory is not None and t.web_directory.is_dir()}
+        return {pack: path for pack, path in self.web_dirs.items() if path.is_dir()}
 
 
 def plugin_paths(folder: Path) -> list[Path]:

@@ -262,3 +262,10 @@ def test_autosave_reopens_the_graph_after_a_reload(page):
     page.reload()
     page.wait_for_function("window.kinema && window.kinema.workflowLoaded")
     assert page.evaluate("window.kinema.graph._nodes.length") == len(EXAMPLE["nodes"]) - 1
+
+
+def test_plugin_web_extensions_load_and_get_their_hooks(page):
+    page.wait_for_function("window.webPackSetUp === true")
+    before = page.evaluate("window.webPackNodes || 0")
+    page.evaluate("window.kinema.graph.add(LiteGraph.createNode('ImageInvert'))")
+    assert page.evaluate("window.webPackNodes") == before + 1
