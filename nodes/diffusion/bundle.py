@@ -1,0 +1,75 @@
+"""The objects generation nodes pass along: a loaded model and a text conditioning.
+
+Socket types are Kinema's own names: these are not ComfyUI's MODEL/CLIP/VAE objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+KINEMA_MODEL = "KINEMA_MODEL"
+KINEMA_CONDITIONING = "KINEMA_CONDITIONING"
+
+# Families Kinema knows; the loaders detect them from the weights' keys.
+SD1, SD2, MODELSCOPE, ANIMATEDIFF, SVD = "sd1", "sd2", "modelscope", "animatediff", "svd"
+TEXT_TO_IMAGE = frozenset({SD1, SD2})
+VIDEO = frozenset({MODELSCOPE, ANIMATEDIFF, SVD})
+
+
+@dataclass
+class ModelBundle:
+    """A loaded diffusers pipeline (its components are the model) and where it came from."""
+
+    family: str
+    pipe: Any  # a diffusers DiffusionPipeline
+    source: str
+    device: torch.device
+    dtype: torch.dtype
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. the motion adapter version
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by every component's parameters and buffers (the cache counts these)."""
+        total = 0
+        for component in self.pipe.components.values():
+            if isinstance(component, torch.nn.Module):
+                total += sum(t.element_size() * t.nelement()
+                             for t in (*component.parameters(), *component.buffers()))
+        return total
+
+
+@dataclass
+class Conditioning:
+    """Text embeddings for a prompt and its negative, made by one model's text encoder."""
+
+    family: str
+    source: str
+    prompt: str
+    negative_prompt: str
+    prompt_embeds: torch.Tensor
+    negative_prompt_embeds: torch.Tensor | None
+
+    @property
+    def nbytes(self) -> int:
+        tensors = [self.prompt_embeds, self.negative_prompt_embeds]
+        return sum(t.element_size() * t.nelement() for t in tensors if t is not None)
+
+
+KINEMA_MOTION = "KINEMA_MOTION"
+
+
+@dataclass
+class MotionModule:
+    """An AnimateDiff motion adapter (diffusers ``MotionAdapter``) and its version."""
+
+    adapter: Any
+    version: str  # "v1-5", "v2" or "v3"
+    source: str
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.element_size() * t.nelement()
+                   for t in (*self.adapter.parameters(), *self.adapter.buffers()))

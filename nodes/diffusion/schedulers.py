@@ -1,0 +1,38 @@
+"""The samplers a user picks by name, built from the loaded model's own scheduler config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
+
+# Name in the widget → (scheduler class, config overrides).
+SCHEDULERS: dict[str, tuple[type, dict[str, Any]]] = {
+    "ddim": (DDIMScheduler, {}),
+    "euler": (EulerDiscreteScheduler, {}),
+    "euler_ancestral": (EulerAncestralDiscreteScheduler, {}),
+    "dpmpp_2m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++",
+                                               "solver_order": 2}),
+    "unipc": (UniPCMultistepScheduler, {}),
+}
+DEFAULT = "default"
+SCHEDULER_NAMES = (DEFAULT, *SCHEDULERS)
+
+
+def make_scheduler(name: str, base: Any) -> Any:
+    """A fresh scheduler named ``name`` (``default``: the model's own) from ``base``'s config.
+
+    Always a new object: schedulers keep per-run state, and a cached model is shared by runs.
+    """
+    if name == DEFAULT:
+        return type(base).from_config(base.config)
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULER_NAMES)}")
+    cls, overrides = SCHEDULERS[name]
+    return cls.from_config(base.config, **overrides)
