@@ -7,7 +7,8 @@ classes by name (``nodes.SaveImage``, ``nodes.LoadImage`` ...), which plugins su
 
 from __future__ import annotations
 
-from nodes import image, image_io, primitives
+import nodes.quiet_imports  # noqa: F401  (first: before anything imports diffusers)
+from nodes import image, image_io, keyframe, latent, loaders, primitives, temporal, text
 from nodes.image import (
     EmptyImage,
     ImageBatch,
@@ -29,8 +30,9 @@ from nodes.primitives import (
     PrimitiveString,
     PrimitiveStringMultiline,
 )
+from nodes.temporal import TemporalDenoiser
 
-FAMILIES = (image, image_io, primitives)
+FAMILIES = (image, image_io, primitives, temporal, loaders, text, keyframe, latent)
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
@@ -63,4 +65,5 @@ __all__ = [
     "PrimitiveStringMultiline",
     "RepeatImageBatch",
     "SaveImage",
+    "TemporalDenoiser",
 ]

@@ -1,0 +1,86 @@
+"""Reading a single weights file safely: safetensors, or ``torch.load(weights_only=True)``.
+
+A pickle can run code when it is loaded, so ``.pth``/``.ckpt``/``.pt``/``.bin`` files are only
+ever read with torch's weights-only unpickler; a file that needs more is refused, not opened.
+Every failure becomes a ``ModelLoadError`` that says what the file should have been.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from nodes.diffusion.families import ModelLoadError
+
+SAFETENSORS_SUFFIXES = frozenset({".safetensors", ".sft"})
+PICKLE_SUFFIXES = frozenset({".pth", ".ckpt", ".pt", ".bin"})
+StateDict = dict[str, torch.Tensor]
+
+
+def read_state_dict(path: Path, where: str) -> StateDict:
+    """All tensors of one file, on the CPU (memory-mapped where the format allows).
+
+    ``where`` names the folder the file belongs in, for the error messages.
+    """
+    if not path.is_file():
+        raise ModelLoadError(f"{path.name} was not found: put it in {where}")
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        state = _read_safetensors(path, where)
+    elif suffix in PICKLE_SUFFIXES:
+        state = _read_pickle(path, where)
+    else:
+        raise ModelLoadError(f"{path.name}: unsupported file type {suffix!r}; expected "
+                             f".safetensors (or .pth/.ckpt) in {where}")
+    if not state:
+        raise ModelLoadError(f"{path.name} holds no tensors; expected model weights in {where}")
+    return state
+
+
+def _read_safetensors(path: Path, where: str) -> StateDict:
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"{path.name} is not a readable .safetensors file (truncated or corrupt: {exc}). "
+            f"Download it again into {where}.") from None
+
+
+def _read_pickle(path: Path, where: str) -> StateDict:
+    # mmap keeps a multi-GB checkpoint out of RAM until its tensors are used (zip format only).
+    mmap = zipfile.is_zipfile(path)
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        raise ModelLoadError(
+            f"{path.name} holds Python objects other than tensors; Kinema reads .pth/.ckpt "
+            f"files only with torch.load(weights_only=True) and never unpickles arbitrary "
+            f"objects. Convert it to .safetensors and put that in {where} ({exc})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ModelLoadError(f"{path.name} is not a readable checkpoint (truncated or corrupt: "
+                             f"{exc}). Download it again into {where}.") from None
+    # Training checkpoints nest the weights under "state_dict" (sometimes twice).
+    while isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict):
+        raise ModelLoadError(f"{path.name} holds a {type(loaded).__name__}, not a dict of "
+                             f"tensors; expected model weights in {where}")
+    return {k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+
+
+def shapes_of(state: StateDict) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state.items()}
+
+
+def check_fully_loaded(module: torch.nn.Module, what: str, name: str, hint: str) -> None:
+    """Refuse a model some of whose weights were not in the file (they would stay empty)."""
+    missing = [n for n, t in (*module.named_parameters(), *module.named_buffers())
+               if t.device.type == "meta"]
+    if missing:
+        raise ModelLoadError(f"{name}: the {what} weights do not match its configuration "
+                             f"({len(missing)} tensors missing, e.g. {missing[0]}). {hint}")

@@ -1,0 +1,152 @@
+"""The keyframe generator: text (and optionally an init image) → one image, with SD 1.x/2.x.
+
+It calls diffusers' own StableDiffusionPipeline (or StableDiffusionImg2ImgPipeline) built from
+the loaded model's components (the same modules, no copies, only a fresh scheduler), exactly
+as a user would call it: embeddings from the text node, a CPU ``torch.Generator`` seeded with
+the seed. The latents come back and are decoded as the pipeline decodes them, so a graph and a
+pipeline call with the same weights, seed and settings give the same picture.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+
+from nodes.diffusion.bundle import (
+    KINEMA_CONDITIONING,
+    KINEMA_MODEL,
+    TEXT_TO_IMAGE,
+    Conditioning,
+    ModelBundle,
+)
+from nodes.diffusion.latents import decode_latents
+from nodes.diffusion.progress import step_callback
+from nodes.diffusion.schedulers import SCHEDULER_NAMES, make_scheduler
+from nodes.imaging import MAX_RESOLUTION, resample
+
+MAX_SEED = 0xFFFFFFFFFFFFFFFF  # torch.Generator.manual_seed takes any 64-bit value
+
+
+def denoising_steps(scheduler: Any, steps: int, strength: float | None = None) -> int:
+    """How many times the pipeline will call back: its timesteps, cut by img2img's strength.
+
+    Counted on a throwaway copy, since some schedulers have more timesteps than steps.
+    """
+    probe = type(scheduler).from_config(scheduler.config)
+    probe.set_timesteps(steps)
+    if strength is None:
+        return len(probe.timesteps)
+    # StableDiffusionImg2ImgPipeline.get_timesteps: skip the first (1 - strength) of them.
+    t_start = max(steps - min(int(steps * strength), steps), 0)
+    return len(probe.timesteps[t_start * probe.order:])
+
+
+def generate_keyframe(model: ModelBundle, conditioning: Conditioning, seed: int, steps: int,
+                      cfg: float, width: int, height: int, scheduler: str,
+                      init_image: torch.Tensor | None = None, strength: float = 0.75,
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the SD pipeline on the model's components → (IMAGE ``[B,H,W,3]``, latents)."""
+    # 1. Check the inputs
+    if model.family not in TEXT_TO_IMAGE:
+        raise ValueError(f"{model.source} is a {model.family} model; the keyframe generator "
+                         "needs Stable Diffusion 1.x/2.x (video models go to the temporal "
+                         "denoiser)")
+    if width % 8 or height % 8:
+        raise ValueError(f"width and height must be multiples of 8, got {width}x{height}")
+    expected = model.pipe.unet.config.cross_attention_dim
+    if conditioning.prompt_embeds.shape[-1] != expected:
+        raise ValueError(f"the conditioning was encoded by {conditioning.source} "
+                         f"({conditioning.family}, {conditioning.prompt_embeds.shape[-1]} wide); "
+                         f"{model.source} needs {expected}-wide embeddings: encode the prompt "
+                         "with the same model")
+    # 2. A pipeline over the very same modules; then the chosen scheduler, set as a user sets
+    # it (after construction) and fresh each run, since schedulers keep per-run state
+    embeds = conditioning.prompt_embeds.to(model.device)
+    negative = conditioning.negative_prompt_embeds
+    negative = negative.to(model.device) if negative is not None else None
+    kwargs: dict[str, Any] = {}
+    if init_image is None:
+        pipe = StableDiffusionPipeline(**model.pipe.components, requires_safety_checker=False)
+        kwargs.update(height=height, width=width)
+    else:
+        if int(steps * strength) < 1:
+            raise ValueError(f"strength {strength} leaves no denoising step out of {steps}; "
+                             "raise the strength or the steps")
+        pipe = StableDiffusionImg2ImgPipeline(**model.pipe.components,
+                                              requires_safety_checker=False)
+        image = init_image[..., :3].movedim(-1, 1)
+        if image.shape[-2:] != (height, width):
+            image = resample(image, width, height, "bilinear", "center")
+        # One prompt per init image, as a user passing a batch of images would.
+        embeds = embeds.repeat(image.shape[0], 1, 1)
+        negative = negative.repeat(image.shape[0], 1, 1) if negative is not None else None
+        kwargs.update(image=image, strength=strength)
+    pipe.scheduler = make_scheduler(scheduler, model.pipe.scheduler)
+    total = denoising_steps(pipe.scheduler, steps, None if init_image is None else strength)
+    pipe.set_progress_bar_config(disable=True)
+    # 3. Denoise, exactly as a user calls the pipeline; each step reports and may interrupt
+    latents = pipe(prompt_embeds=embeds, negative_prompt_embeds=negative,
+                   num_inference_steps=steps, guidance_scale=cfg,
+                   generator=torch.Generator().manual_seed(seed), output_type="latent",
+                   callback_on_step_end=step_callback(total), **kwargs).images
+    # 4. Decode as the pipeline's postprocess does (the steps were this node's progress)
+    return decode_latents(model, latents, report=False), latents.cpu().float()
+
+
+class KeyframeGenerator:
+    """Generates a keyframe image from text (optionally from an init image) with SD 1.x/2.x."""
+
+    DESCRIPTION = ("Generates a keyframe image from the encoded prompt with a Stable Diffusion "
+                   "1.x/2.x model. With an init image, it re-imagines that image instead "
+                   "(strength: how much changes). Outputs the image and its latent.")
+    CATEGORY = "kinema/keyframe"
+    RETURN_TYPES = ("IMAGE", "LATENT")
+    RETURN_NAMES = ("image", "latent")
+    FUNCTION = "generate"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "model": (KINEMA_MODEL, {"tooltip": "An SD 1.x/2.x model (from Load Model)."}),
+                "conditioning": (KINEMA_CONDITIONING, {
+                    "tooltip": "The prompt, encoded with the same model (Text Encode)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED,
+                                 "control_after_generate": True,
+                                 "tooltip": "Seed of the starting noise; the same seed and "
+                                            "settings give the same image."}),
+                "steps": ("INT", {"default": 25, "min": 1, "max": 1000,
+                                  "tooltip": "Denoising steps: more is slower and finer."}),
+                "cfg": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 100.0, "step": 0.1,
+                                  "round": 0.01, "tooltip": "Classifier-free guidance: how "
+                                  "strongly the prompt is followed (1 or less: ignored)."}),
+                "width": ("INT", {"default": 512, "min": 8, "max": MAX_RESOLUTION, "step": 8,
+                                  "tooltip": "Image width in pixels (a multiple of 8)."}),
+                "height": ("INT", {"default": 512, "min": 8, "max": MAX_RESOLUTION, "step": 8,
+                                   "tooltip": "Image height in pixels (a multiple of 8)."}),
+                "scheduler": (list(SCHEDULER_NAMES), {
+                    "default": SCHEDULER_NAMES[0],
+                    "tooltip": "The sampler; 'default' is the model's own scheduler."}),
+            },
+            "optional": {
+                "init_image": ("IMAGE", {"tooltip": "Optional image to start from (img2img); "
+                                                    "resized to width x height."}),
+                "strength": ("FLOAT", {"default": 0.75, "min": 0.0, "max": 1.0, "step": 0.01,
+                                       "tooltip": "With an init image: how much of it is "
+                                                  "re-imagined (0 keeps it, 1 replaces it)."}),
+            },
+        }
+
+    def generate(self, model: ModelBundle, conditioning: Conditioning, seed: int, steps: int,
+                 cfg: float, width: int, height: int, scheduler: str,
+                 init_image: torch.Tensor | None = None, strength: float = 0.75,
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        image, latents = generate_keyframe(model, conditioning, seed, steps, cfg, width, height,
+                                           scheduler, init_image, strength)
+        return image, {"samples": latents}
+
+
+NODE_CLASS_MAPPINGS = {"KeyframeGenerator": KeyframeGenerator}
+NODE_DISPLAY_NAME_MAPPINGS = {"KeyframeGenerator": "Keyframe Generator"}

@@ -1,0 +1,170 @@
+"""Loader nodes: a generation model (SD, ModelScope, SVD ...) and an AnimateDiff motion adapter
+from the user's ``models/`` folders, offline.
+
+The weights are read when the node runs, not when the graph is built, so listing models reads
+no weights; the engine's cache keeps a loaded model for as long as its budget allows, and
+``IS_CHANGED`` reloads it when the file on disk changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.folders import active_folders
+from nodes.diffusion.bundle import KINEMA_MODEL, KINEMA_MOTION, ModelBundle, MotionModule
+from nodes.diffusion.families import (
+    CHECKPOINTS_DIR,
+    DIFFUSERS_DIR,
+    FOLDER_FAMILIES,
+    MOTION_DIR,
+    SINGLE_FILE_FAMILIES,
+    ModelLoadError,
+    is_sidecar,
+)
+from nodes.diffusion.loading import load_model, load_motion_adapter
+
+CHECKPOINTS, DIFFUSERS, MOTION = "checkpoints", "diffusers", "motion"
+# A folder holding one of these is a model: its inner files are not listed on their own.
+MODEL_FOLDER_MARKERS = ("model_index.json", "config.json")
+
+
+def model_choices() -> list[str]:
+    """Checkpoint files and diffusers folders, as names the loader resolves (files first)."""
+    folders = active_folders()
+    names = [n for n in folders.model_files(CHECKPOINTS) if _listable(CHECKPOINTS, n)]
+    names += [n for n in folders.model_files(DIFFUSERS)
+              if (p := folders.model_path(DIFFUSERS, n)) is not None and p.is_dir()
+              and _listable(DIFFUSERS, n)]
+    return list(dict.fromkeys(names))
+
+
+def motion_choices() -> list[str]:
+    """Motion module files and diffusers MotionAdapter folders in ``models/motion``."""
+    folders = active_folders()
+    names = [n for n in folders.model_files(MOTION) if _listable(MOTION, n)]
+    for root in folders.model_kinds.get(MOTION, ([], None))[0]:
+        if root.is_dir():  # adapter folders hold a config.json, not a model_index.json
+            names += [p.parent.relative_to(root).as_posix() for p in root.rglob("config.json")
+                      if p.parent != root and not is_sidecar(p.parent)]
+    return sorted(dict.fromkeys(names))
+
+
+def resolve_model(name: str) -> Path | None:
+    folders = active_folders()
+    for kind in (CHECKPOINTS, DIFFUSERS):
+        path = folders.model_path(kind, name)
+        if path is not None:
+            return path
+    return None
+
+
+def _listable(kind: str, name: str) -> bool:
+    """A model itself: not a sidecar config folder, nor a file inside a model's folder."""
+    path = active_folders().model_path(kind, name)
+    if path is None or (path.is_dir() and is_sidecar(path)):
+        return False
+    for folder in list(path.parents)[: len(Path(name).parts) - 1]:  # those below the root
+        if is_sidecar(folder) or any((folder / f).is_file() for f in MODEL_FOLDER_MARKERS):
+            return False
+    return True
+
+
+def _stamp(path: Path | None) -> str:
+    """Size and modification time of a file, or of every file in a folder."""
+    if path is None:
+        return "missing"
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+
+
+def _combo(choices: list[str], tooltip: str) -> tuple:
+    options: dict = {"tooltip": tooltip}
+    if choices:
+        options["default"] = choices[0]
+    return (choices, options)
+
+
+class KinemaModelLoader:
+    """Loads a text-to-image or video model from ``models/checkpoints`` or ``models/diffusers``."""
+
+    DESCRIPTION = ("Loads a model from your models folder, offline: a single-file Stable "
+                   "Diffusion 1.x/2.x checkpoint (.safetensors, or .pth/.ckpt) from "
+                   "models/checkpoints/, or a diffusers folder (SD, ModelScope/Zeroscope, "
+                   "AnimateDiff, Stable Video Diffusion) from models/diffusers/<name>/. The "
+                   "family is detected from the weights.")
+    CATEGORY = "kinema/loaders"
+    RETURN_TYPES = (KINEMA_MODEL,)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"model": _combo(model_choices(), (
+            f"A checkpoint file in {CHECKPOINTS_DIR} or a diffusers folder in "
+            f"{DIFFUSERS_DIR}."))}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model: str) -> bool | str:
+        # Checked here rather than as a plain combo so the error says where the file goes.
+        if isinstance(model, str) and model and resolve_model(model) is not None:
+            return True
+        return (f"model {model!r} was not found: put {SINGLE_FILE_FAMILIES} checkpoints "
+                f"(.safetensors, or .pth/.ckpt) in {CHECKPOINTS_DIR}, or diffusers folders of "
+                f"{FOLDER_FAMILIES} in {DIFFUSERS_DIR}")
+
+    @classmethod
+    def IS_CHANGED(cls, model: str) -> str:
+        return _stamp(resolve_model(model))
+
+    def load(self, model: str) -> tuple[ModelBundle]:
+        path = resolve_model(model)
+        if path is None:
+            raise ModelLoadError(self.VALIDATE_INPUTS(model))
+        return (load_model(path, model),)
+
+
+class MotionAdapterLoader:
+    """Loads an AnimateDiff motion adapter (v1-5, v2 or v3) from ``models/motion``."""
+
+    DESCRIPTION = ("Loads an AnimateDiff motion adapter for SD 1.5 models from models/motion/: "
+                   "an original motion module file (mm_sd_v15*.ckpt, v3_sd15_mm ...; "
+                   ".safetensors or .ckpt) or a diffusers MotionAdapter folder. The version "
+                   "(v1-5, v2, v3) is detected from the weights.")
+    CATEGORY = "kinema/loaders"
+    RETURN_TYPES = (KINEMA_MOTION,)
+    RETURN_NAMES = ("motion",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"motion_adapter": _combo(motion_choices(), (
+            f"A motion module file or MotionAdapter folder in {MOTION_DIR}."))}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, motion_adapter: str) -> bool | str:
+        if isinstance(motion_adapter, str) and motion_adapter and (
+                active_folders().model_path(MOTION, motion_adapter) is not None):
+            return True
+        return (f"motion adapter {motion_adapter!r} was not found: put AnimateDiff motion "
+                f"modules (v1-5, v2, v3; .safetensors or .ckpt) or diffusers MotionAdapter "
+                f"folders in {MOTION_DIR}")
+
+    @classmethod
+    def IS_CHANGED(cls, motion_adapter: str) -> str:
+        return _stamp(active_folders().model_path(MOTION, motion_adapter))
+
+    def load(self, motion_adapter: str) -> tuple[MotionModule]:
+        path = active_folders().model_path(MOTION, motion_adapter)
+        if path is None:
+            raise ModelLoadError(self.VALIDATE_INPUTS(motion_adapter))
+        return (load_motion_adapter(path, motion_adapter),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "KinemaModelLoader": KinemaModelLoader,
+    "MotionAdapterLoader": MotionAdapterLoader,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "KinemaModelLoader": "Load Model (Kinema)",
+    "MotionAdapterLoader": "Load Motion Adapter (AnimateDiff)",
+}
