@@ -59,7 +59,7 @@ class TemporalDenoiser:
     DESCRIPTION = ("Turns text (ModelScope/Zeroscope, or SD 1.x + a motion adapter) or a keyframe "
                    "(Stable Video Diffusion) into a video clip. Long clips are denoised in "
                    "overlapping context windows with blended seams.")
-    CATEGORY = "sampling/video"
+    CATEGORY = "kinema/video"
     RETURN_TYPES = ("LATENT", "IMAGE")
     RETURN_NAMES = ("latent", "frames")
     OUTPUT_TOOLTIPS = ("Video latents {samples: [B,C,F,H,W]}, for LatentDecode.",

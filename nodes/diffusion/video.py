@@ -17,6 +17,7 @@ back in the pipeline's own layout: ``[B,C,F,H,W]`` for ModelScope and AnimateDif
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import weakref
 from collections.abc import Callable
@@ -83,6 +84,17 @@ class VideoLatents:
     pipe: Any
     family: str
 
+
+class _RebuiltPipelineNotice(logging.Filter):
+    """Drops diffusers' "TextToVideoSDPipeline has been deprecated" warning: Kinema builds that
+    pipeline on every run (a fresh scheduler each time), so it would print on every run, and on
+    the CLI's stderr, which is kept for a workflow's structured error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "TextToVideoSDPipeline has been deprecated" not in record.getMessage()
+
+
+logging.getLogger("diffusers.pipelines.pipeline_utils").addFilter(_RebuiltPipelineNotice())
 
 _motion_lock = threading.Lock()
 _motion_unets: dict[tuple[int, int], Any] = {}
@@ -286,14 +298,18 @@ def decode_video(video: VideoLatents, decode_chunk_size: int = 0) -> torch.Tenso
     """Frames ``[B*F,H,W,C]`` in 0..1, decoded exactly as the pipeline decodes its latents.
 
     ``decode_chunk_size`` frames go through the VAE at once (0: all of them, the pipelines'
-    default; ModelScope's pipeline always decodes the whole clip at once).
+    default).
     """
     pipe, latents = video.pipe, video.latents
     if video.family == SVD:
         frames = latents.shape[1]
         tensor = pipe.decode_latents(latents, frames, decode_chunk_size or frames)
     elif video.family == MODELSCOPE:
-        tensor = pipe.decode_latents(latents)
+        # Its pipeline decodes the whole clip in one VAE call; the same decode, by chunks
+        # (a 2-D VAE decodes each frame on its own), bounds the memory of long clips.
+        chunk = decode_chunk_size or latents.shape[2]
+        tensor = torch.cat([pipe.decode_latents(latents[:, :, i:i + chunk])
+                            for i in range(0, latents.shape[2], chunk)], dim=2)
     else:
         tensor = pipe.decode_latents(latents, decode_chunk_size or latents.shape[2])
     frames = pipe.video_processor.postprocess_video(video=tensor, output_type="pt")

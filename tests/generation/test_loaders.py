@@ -62,6 +62,15 @@ def test_single_file_and_folder_load_to_the_same_weights(workspace, offline, che
     assert single.pipe.safety_checker is None and folder.pipe.safety_checker is None
 
 
+def test_an_sd2_checkpoint_with_the_openclip_text_encoder_loads_as_sd2(tmp_path, offline):
+    pipe = build_sd_pipeline(tmp_path / "tok", sd2=True)
+    path = write_ldm_checkpoint(pipe, tmp_path / "sd2-tiny.safetensors")
+    model = load_model(path, path.name)
+    assert model.family == "sd2"
+    for component in COMPONENTS:
+        assert_same_weights(getattr(pipe, component), getattr(model.pipe, component))
+
+
 def test_the_checkpoint_is_in_the_original_ldm_layout(workspace):
     from safetensors import safe_open
     with safe_open(str(workspace.models / "checkpoints" / SAFETENSORS), "pt") as f:

@@ -139,8 +139,9 @@ WIDGETS = dict(frames=8, steps=3, cfg=7.5, min_cfg=1.0, seed=42, scheduler="defa
 def graph(model: str, *, cond: str | None = None, motion: str | None = None,
           image: str | None = None, loaded: bool = False, **widgets: Any) -> dict:
     """Model (+ conditioning, motion, keyframe) → TemporalDenoiser; node 11 captures the
-    latent, node 12 the frames. ``loaded`` wires the real loaders, text encoder and LoadImage
-    over the models folder; otherwise Test* nodes hand over the prepared objects."""
+    latent, node 12 the frames. ``loaded`` wires the real loaders (names in models/), text
+    encoder (any ``cond`` encodes PROMPT) and LoadImage (a file in input/); otherwise Test*
+    nodes hand over the prepared objects named."""
     inputs: dict[str, Any] = {"model": ["1", 0], **WIDGETS, **widgets}
     if loaded:
         prompt: dict[str, Any] = {"1": {"class_type": "KinemaModelLoader",
@@ -286,12 +287,32 @@ def pipeline_on_strings(active: Workspace, family: str, motion: str = MOTION) ->
 def test_loaded_graph_gives_the_pipelines_frames_on_the_same_folders(active, family):
     """Loaders, text encoder and LoadImage over models/ and input/, against the pipeline
     called on prompt strings and the PNG, the way a diffusers user would."""
-    prompt = graph(FOLDERS[family], loaded=True, cond=family != "svd" or None,
+    prompt = graph(FOLDERS[family], loaded=True, cond=None if family == "svd" else "prompt",
                    motion=MOTION if family == "animatediff" else None,
                    image="keyframe.png" if family == "svd" else None,
                    frames=4 if family == "svd" else 8)
     run = run_ok(prompt)
     assert max_diff(run.captured["12"], as_image(pipeline_on_strings(active, family))) \
+        <= TOLERANCE
+
+
+def test_keyframe_then_video_the_emu_video_way(active, tiny):
+    """Text → SD keyframe → SVD clip, all loaded from models/: the SVD part is the pipeline's
+    video of that keyframe."""
+    prompt = graph(FOLDERS["svd"], loaded=True, frames=4)
+    prompt.update({
+        "5": {"class_type": "KinemaModelLoader", "inputs": {"model": SD_FOLDER}},
+        "6": {"class_type": "KinemaTextEncode", "inputs": {
+            "model": ["5", 0], "prompt": PROMPT, "negative_prompt": NEGATIVE}},
+        "7": {"class_type": "KeyframeGenerator", "inputs": {
+            "model": ["5", 0], "conditioning": ["6", 0], "seed": 1, "steps": 2, "cfg": 7.5,
+            "width": SIZE, "height": SIZE, "scheduler": "default"}},
+        "8": {"class_type": "CaptureOutputs", "inputs": {"value": ["7", 0]}}})
+    prompt["10"]["inputs"]["keyframe"] = ["7", 0]
+    run = run_ok(prompt)
+    args = reference_args(tiny, "svd", 4, output_type="pt", decode_chunk_size=3)
+    args["image"] = video.keyframe_image(run.captured["8"])
+    assert max_diff(run.captured["12"], as_image(reference(tiny, "svd")(**args).frames)) \
         <= TOLERANCE
 
 

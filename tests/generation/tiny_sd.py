@@ -22,8 +22,12 @@ from tests.generation.tiny_tokenizer import vocab_size, write_clip_tokenizer
 LAYERS_PER_BLOCK = 2
 
 
-def build_sd_pipeline(tokenizer_dir: Path, seed: int = 0) -> StableDiffusionPipeline:
-    """SD 1.x's architecture at toy size: 2 UNet levels, a 2-level VAE, a 2-layer CLIP."""
+def build_sd_pipeline(tokenizer_dir: Path, seed: int = 0, *,
+                      sd2: bool = False) -> StableDiffusionPipeline:
+    """SD 1.x's architecture at toy size: 2 UNet levels, a 2-level VAE, a 2-layer CLIP.
+
+    ``sd2``: SD 2.x's differences (linear attention projections, GELU text encoder).
+    """
     write_clip_tokenizer(tokenizer_dir)
     tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
     torch.manual_seed(seed)
@@ -31,7 +35,7 @@ def build_sd_pipeline(tokenizer_dir: Path, seed: int = 0) -> StableDiffusionPipe
         sample_size=16, in_channels=4, out_channels=4, layers_per_block=LAYERS_PER_BLOCK,
         block_out_channels=(32, 64), norm_num_groups=8, cross_attention_dim=32,
         attention_head_dim=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), use_linear_projection=sd2)
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
         layers_per_block=1, norm_num_groups=8, sample_size=32,
@@ -40,7 +44,7 @@ def build_sd_pipeline(tokenizer_dir: Path, seed: int = 0) -> StableDiffusionPipe
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=vocab_size(tokenizer_dir), hidden_size=32, intermediate_size=64,
         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=16,
-        hidden_act="quick_gelu", projection_dim=32, bos_token_id=special[0],
+        hidden_act="gelu" if sd2 else "quick_gelu", projection_dim=32, bos_token_id=special[0],
         eos_token_id=special[1], pad_token_id=special[1]))
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
@@ -61,7 +65,9 @@ def build_sd_folder(folder: Path, tokenizer_dir: Path, seed: int = 0) -> StableD
 def write_ldm_checkpoint(pipe: StableDiffusionPipeline, path: Path, *,
                          with_tokenizer: bool = True) -> Path:
     """The pipeline's weights as one LDM-layout file, plus the ``<stem>.config/`` sidecar."""
-    state = {**ldm_unet(pipe.unet), **ldm_vae(pipe.vae), **ldm_clip(pipe.text_encoder)}
+    sd2 = pipe.unet.config.use_linear_projection  # how build_sd_pipeline marks SD 2.x
+    text = ldm_open_clip(pipe.text_encoder) if sd2 else ldm_clip(pipe.text_encoder)
+    state = {**ldm_unet(pipe.unet), **ldm_vae(pipe.vae), **text}
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".safetensors":
         save_file({k: v.contiguous() for k, v in state.items()}, str(path))
@@ -164,3 +170,28 @@ def ldm_clip(text_encoder: CLIPTextModel, prefix: str = "cond_stage_model.transf
         name = key if key.startswith("text_model.") else f"text_model.{key}"
         out[prefix + name] = value
     return out
+
+
+_OPEN_CLIP = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc",
+              "mlp.fc2": "mlp.c_proj", "self_attn.out_proj": "attn.out_proj"}
+
+
+def ldm_open_clip(text_encoder: CLIPTextModel, prefix: str = "cond_stage_model.model.",
+                  ) -> dict[str, torch.Tensor]:
+    """SD 2.x's OpenCLIP layout: ``transformer.resblocks.N`` with fused q/k/v projections."""
+    state = {k.removeprefix("text_model."): v for k, v in text_encoder.state_dict().items()}
+    hidden = text_encoder.config.hidden_size
+    out = {"token_embedding.weight": state.pop("embeddings.token_embedding.weight"),
+           "positional_embedding": state.pop("embeddings.position_embedding.weight"),
+           "ln_final.weight": state.pop("final_layer_norm.weight"),
+           "ln_final.bias": state.pop("final_layer_norm.bias"),
+           "text_projection": torch.eye(hidden)}  # unused by CLIPTextModel, as in SD 2.x
+    for layer in range(text_encoder.config.num_hidden_layers):
+        old, new = f"encoder.layers.{layer}.", f"transformer.resblocks.{layer}."
+        for kind in ("weight", "bias"):
+            out[f"{new}attn.in_proj_{kind}"] = torch.cat(
+                [state.pop(f"{old}self_attn.{p}_proj.{kind}") for p in "qkv"])
+            for ours, theirs in _OPEN_CLIP.items():
+                out[f"{new}{theirs}.{kind}"] = state.pop(f"{old}{ours}.{kind}")
+    assert not state, f"unconverted text encoder keys: {sorted(state)}"
+    return {prefix + k: v for k, v in out.items()}
