@@ -14,12 +14,19 @@ measured side by side in one run:
    on both sides and only generation is timed: the Kinema executor keeps the loaders' outputs
    in its cache, and every repeat changes the seed and the prompt text (the same on both
    sides), so every node after the loaders runs each time. The sides alternate A/B, B/A over
-   the repeats after one warm-up each; medians and their ratio (target <= 1.03). The first
-   repeat's outputs are compared (max abs difference) to show the work is the same.
+   the repeats after one warm-up each; medians and their ratio (target <= 1.03), the median
+   of the per-pair ratios, and the process's CPU time (equal to the wall time here: the noise
+   is the CPU's speed, not preemption). The cyclic garbage collector is kept out of every
+   timed call on both sides (collected just before, as timeit does). The time spent outside
+   the models' own calls (UNet, VAE, text/image encoder: ``ModelClock``) is each side's glue;
+   the glue difference gives the ratio free of the run-to-run noise. The first repeat's
+   outputs are compared (max abs difference) to show the work is the same.
 2. peak memory: each side in its own fresh subprocess (this script with ``--child``) loads
    the model, resets the kernel's peak-RSS counter (``/proc/self/clear_refs``), runs the same
-   generation and reads VmHWM from ``/proc/self/status``: the whole process's peak, RSS after
-   imports + model load, and the generation's peak above it (target Kinema <= 1.05x).
+   generation and reads VmHWM from ``/proc/self/status``: the whole process's peak (target
+   Kinema <= 1.05x), RSS after imports + model load, the generation's peak above it (a few
+   MiB of allocator noise at this size), and the bytes of model weights every live torch
+   module holds after the run (distinct storages: exact, noise-free).
 3. re-run after changing only a node after the denoiser, cache on: ImageScaleBy's scale
    (ImageScaleBy -> ImageInvert on the decoded frames re-run) and LatentDecode's chunk_size
    (a VAE decode re-run), as a % of the full run of the same graph with the models loaded
@@ -28,8 +35,9 @@ measured side by side in one run:
 CPU, fp32. One torch thread by default: on this shared 2-core machine two intra-op threads
 collapse (10x slower, erratic) whenever the other core is busy; ``--threads`` changes it.
 
-Run: ``.venv/bin/python bench/generation.py [--repeats 5] [--quick] [--threads 1]
-[--families sd,animatediff,modelscope,svd]`` (about 3 minutes; HF_HUB_OFFLINE is set here).
+Run: ``.venv/bin/python bench/generation.py [--repeats 8] [--quick] [--threads 1]
+[--families sd,animatediff,modelscope,svd]`` (about 4 minutes, --quick about 2.5;
+HF_HUB_OFFLINE is set here).
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 import argparse
+import functools
 import gc
 import json
 import statistics
@@ -330,6 +339,52 @@ def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
 # -- 1. time, interleaved ---------------------------------------------------------------------
 
 
+class ModelClock:
+    """Seconds spent inside the models' own calls (UNet, VAE encode/decode, text and image
+    encoders), so what each side adds around the same model work (its glue) can be compared
+    directly: a difference of a few ms is lost in the run-to-run noise of whole runs."""
+
+    seconds = 0.0
+    _depth = 0
+
+    @classmethod
+    def install(cls) -> None:
+        """Wrap the model classes' entry points (both sides call the same classes)."""
+        from diffusers import (
+            AutoencoderKL,
+            AutoencoderKLTemporalDecoder,
+            UNet2DConditionModel,
+            UNet3DConditionModel,
+            UNetMotionModel,
+            UNetSpatioTemporalConditionModel,
+        )
+        from transformers import CLIPTextModel, CLIPVisionModelWithProjection
+
+        entry_points = {UNet2DConditionModel: ("forward",), UNet3DConditionModel: ("forward",),
+                        UNetMotionModel: ("forward",), UNetSpatioTemporalConditionModel:
+                        ("forward",), CLIPTextModel: ("forward",),
+                        CLIPVisionModelWithProjection: ("forward",),
+                        AutoencoderKL: ("encode", "decode"),
+                        AutoencoderKLTemporalDecoder: ("encode", "decode")}
+        for owner, names in entry_points.items():
+            for name in names:
+                setattr(owner, name, cls._timed(getattr(owner, name)))
+
+    @classmethod
+    def _timed(cls, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)  # keeps the signature (Kinema inspects vae.decode's)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            cls._depth += 1
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                cls._depth -= 1
+                if cls._depth == 0:  # only the outermost model call counts
+                    cls.seconds += time.perf_counter() - start
+        return call
+
+
 @dataclass
 class Timing:
     """Seconds per generation, repeat by repeat (wall clock and this process's CPU time)."""
@@ -339,6 +394,8 @@ class Timing:
     kinema_cpu: list[float] = field(default_factory=list)
     diffusers_cpu: list[float] = field(default_factory=list)
     validation: list[float] = field(default_factory=list)
+    kinema_glue: list[float] = field(default_factory=list)  # outside the models' own calls
+    diffusers_glue: list[float] = field(default_factory=list)
     warmup: tuple[float, float] = (0.0, 0.0)
     parity: float = float("nan")
 
@@ -350,19 +407,23 @@ def measure_time(case: Case, kinema: Kinema, base: Path, repeats: int) -> Timing
     for repeat in range(-1, repeats):  # -1: one warm-up on each side, not counted
         seed, text = text_for(repeat)
 
-        def ours(seed: int = seed, text: str = text) -> tuple[float, float, float, Any]:
+        def ours(seed: int = seed, text: str = text) -> tuple[float, float, float, float, Any]:
+            ModelClock.seconds = 0.0
             seconds, cpu, validating, _ = kinema.run(kinema_graph(case, seed, text))
-            return seconds, cpu, validating, BenchCapture.seen["9"]
+            glue = seconds - ModelClock.seconds
+            return seconds, cpu, validating, glue, BenchCapture.seen["9"]
 
-        def theirs(seed: int = seed, text: str = text) -> tuple[float, float, Any]:
-            return timed(lambda: run_reference(case, pipe, image, seed, text))
+        def theirs(seed: int = seed, text: str = text) -> tuple[float, float, float, Any]:
+            ModelClock.seconds = 0.0
+            seconds, cpu, frames = timed(lambda: run_reference(case, pipe, image, seed, text))
+            return seconds, cpu, seconds - ModelClock.seconds, frames
 
         if repeat % 2:  # A/B, then B/A: a drift in the machine's speed hits both sides
-            k_seconds, k_cpu, k_validating, k_frames = ours()
-            d_seconds, d_cpu, d_frames = theirs()
+            k_seconds, k_cpu, k_validating, k_glue, k_frames = ours()
+            d_seconds, d_cpu, d_glue, d_frames = theirs()
         else:
-            d_seconds, d_cpu, d_frames = theirs()
-            k_seconds, k_cpu, k_validating, k_frames = ours()
+            d_seconds, d_cpu, d_glue, d_frames = theirs()
+            k_seconds, k_cpu, k_validating, k_glue, k_frames = ours()
         if repeat < 0:
             out.warmup = (k_seconds, d_seconds)
             continue
@@ -376,6 +437,8 @@ def measure_time(case: Case, kinema: Kinema, base: Path, repeats: int) -> Timing
         out.kinema_cpu.append(k_cpu)
         out.diffusers_cpu.append(d_cpu)
         out.validation.append(k_validating)
+        out.kinema_glue.append(k_glue)
+        out.diffusers_glue.append(d_glue)
     return out
 
 
@@ -437,6 +500,20 @@ def reset_peak() -> bool:
     return True
 
 
+def weights_held() -> int:
+    """Bytes of the distinct tensor storages held by every live torch module in the process."""
+    seen: set[int] = set()
+    total = 0
+    for obj in gc.get_objects():
+        if isinstance(obj, torch.nn.Module):
+            for tensor in (*obj.parameters(recurse=False), *obj.buffers(recurse=False)):
+                storage = tensor.untyped_storage()
+                if storage.data_ptr() not in seen:
+                    seen.add(storage.data_ptr())
+                    total += storage.nbytes()
+    return total
+
+
 def child(side: str, case: Case, base: Path) -> dict[str, Any]:
     """In a fresh process: imports, model load, one generation; memory at each point."""
     quiet()
@@ -459,6 +536,7 @@ def child(side: str, case: Case, base: Path) -> dict[str, Any]:
         frames = run_reference(case, pipe, image, seed, text)
     end = proc_status()
     return {"side": side, "family": case.name, "frames": list(frames.shape),
+            "weights": weights_held(),
             "rss_imported": imported["VmRSS"], "hwm_imported": imported["VmHWM"],
             "rss_loaded": loaded["VmRSS"], "hwm_loaded": loaded["VmHWM"],
             "peak_reset": reset, "hwm_end": end["VmHWM"], "rss_end": end["VmRSS"]}
@@ -507,6 +585,7 @@ def rows_for(case: Case, timing: Timing | None, memory: dict | None, reruns: Rer
     if timing is not None:
         k, d = statistics.median(timing.kinema), statistics.median(timing.diffusers)
         kc, dc = statistics.median(timing.kinema_cpu), statistics.median(timing.diffusers_cpu)
+        kg, dg = statistics.median(timing.kinema_glue), statistics.median(timing.diffusers_glue)
         pair = statistics.median(a / b for a, b in zip(timing.kinema, timing.diffusers,
                                                        strict=True))
         n = len(timing.kinema)
@@ -516,6 +595,10 @@ def rows_for(case: Case, timing: Timing | None, memory: dict | None, reruns: Rer
             (label, "  median of the per-pair ratios", "", "", f"{pair:.3f}", "", ""),
             (label, "  CPU time of the process, median", f"{kc:.3f} s", f"{dc:.3f} s",
              f"{kc / dc:.3f}", "", ""),
+            (label, "  time outside the model calls (glue), median", ms(kg), ms(dg),
+             f"{kg / dg:.2f}", "", ""),
+            (label, "  ratio implied by the glue difference alone", "", "",
+             f"{(d + kg - dg) / d:.3f}", "<= 1.03", verdict((d + kg - dg) / d, 1.03)),
             (label, "  spread (min - max)", f"{min(timing.kinema):.3f}-{max(timing.kinema):.3f}"
              f" s", f"{min(timing.diffusers):.3f}-{max(timing.diffusers):.3f} s", "", "", ""),
             (label, "  of which validate_prompt", ms(statistics.median(timing.validation)), "",
@@ -537,6 +620,9 @@ def rows_for(case: Case, timing: Timing | None, memory: dict | None, reruns: Rer
              mib(memory["diffusers"]["rss_loaded"]), "", "", ""),
             (label, "  generation peak above that", mib(k_gen), mib(d_gen),
              f"{k_gen / d_gen:.3f}" if d_gen > 0 else "", "", ""),
+            (label, "  model weights held after the run", mib(memory["kinema"]["weights"]),
+             mib(memory["diffusers"]["weights"]),
+             f"{memory['kinema']['weights'] / memory['diffusers']['weights']:.3f}", "", ""),
         ]
     if reruns is not None:
         full = statistics.median(reruns.full)
@@ -569,7 +655,7 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5,
+    parser.add_argument("--repeats", type=int, default=8,
                         help="timed A/B pairs per family (after one warm-up each)")
     parser.add_argument("--quick", action="store_true",
                         help="3 A/B pairs and 2 re-run rounds per family")
@@ -595,6 +681,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kinema-bench-") as scratch:
         base = Path(scratch)
         build_models(base)
+        ModelClock.install()
         kinema = Kinema.start(base)
         print(f"generation bench: CPU ({os.cpu_count()} cores), torch "
               f"{torch.__version__}, {args.threads} torch thread(s), fp32; "
@@ -614,6 +701,8 @@ def main() -> None:
                          "diffusers_s": [round(t, 4) for t in timing.diffusers],
                          "kinema_cpu_s": [round(t, 4) for t in timing.kinema_cpu],
                          "diffusers_cpu_s": [round(t, 4) for t in timing.diffusers_cpu],
+                         "kinema_glue_ms": [round(t * 1e3, 2) for t in timing.kinema_glue],
+                         "diffusers_glue_ms": [round(t * 1e3, 2) for t in timing.diffusers_glue],
                          "memory": memory, "reruns_executed": reruns.executed}
             rows += rows_for(case, timing, memory, reruns)
             print(f"  ... {case.label} done ({time.perf_counter() - began:.0f} s)", flush=True)
