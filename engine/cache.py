@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from engine.graph import ExecutionPlan, is_link
-from engine.registry import NodeRegistry, NodeType
+from engine.registry import InputSpec, NodeRegistry, NodeType
 
 DEFAULT_RAM_FRACTION = 0.5
 
@@ -37,7 +37,8 @@ def compute_signatures(plan: ExecutionPlan, registry: NodeRegistry,
         node_type = registry.get(node["class_type"])
         assert node_type is not None
         if node_type.name not in keyed_on_id:
-            keyed_on_id[node_type.name] = _depends_on_identity(node_type)
+            keyed_on_id[node_type.name] = _depends_on_identity(node_type,
+                                                               plan.specs[node_type.name])
         inputs = []
         for name, value in sorted(node["inputs"].items()):
             if is_link(value):
@@ -53,12 +54,11 @@ def compute_signatures(plan: ExecutionPlan, registry: NodeRegistry,
     return signatures
 
 
-def _depends_on_identity(node_type: NodeType) -> bool:
+def _depends_on_identity(node_type: NodeType, specs: dict[str, InputSpec]) -> bool:
     """Nodes that read their own id, or declare they must not be shared, key on their id."""
     if getattr(node_type.cls, "NOT_IDEMPOTENT", False):
         return True
-    hidden = node_type.cls.INPUT_TYPES().get("hidden") or {}
-    return "UNIQUE_ID" in hidden.values()
+    return any(s.section == "hidden" and s.type == "UNIQUE_ID" for s in specs.values())
 
 
 def _canonical(value: Any) -> Any:

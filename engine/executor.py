@@ -182,13 +182,13 @@ class _PromptRun:
                 inputs[name] = self.values[str(value[0])][value[1]]
             else:
                 inputs[name] = [value]
-        hidden = node_type.cls.INPUT_TYPES().get("hidden") or {}
+        specs = self.plan.specs[node_type.name]
         sources = {"PROMPT": self.plan.prompt, "UNIQUE_ID": nid,
                    "EXTRA_PNGINFO": self.extra_data.get("extra_pnginfo")}
-        for name, kind in hidden.items():
-            inputs[name] = [sources.get(kind)]
-        declared = node_type.input_order() + list(hidden)
-        return {n: v for n, v in inputs.items() if n in declared}
+        for name, spec in specs.items():
+            if spec.section == "hidden":
+                inputs[name] = [sources.get(spec.type)]
+        return inputs
 
     def _call(self, instance: Any, node_type: NodeType, inputs: dict[str, list[Any]],
               ) -> tuple[list[list[Any]], dict[str, Any] | None]:

@@ -43,6 +43,9 @@ class ExecutionPlan:
     graph: nx.DiGraph
     order: list[str]
     outputs: list[str]
+    # Each planned class's declared inputs, read once at validation: INPUT_TYPES may scan
+    # model folders, so nothing after validation calls it again for this prompt.
+    specs: dict[str, dict[str, InputSpec]]
 
 
 def is_link(value: Any) -> bool:
@@ -103,7 +106,8 @@ def validate_prompt(prompt: Any, registry: NodeRegistry,
         raise _node_errors(node_errors, prompt, graph, output_ids)
 
     order = list(nx.topological_sort(graph))
-    return ExecutionPlan(checked, graph, order, output_ids)
+    specs = {node["class_type"]: facts.specs(node["class_type"]) for node in checked.values()}
+    return ExecutionPlan(checked, graph, order, output_ids, specs)
 
 
 def _check_shape(prompt: Any) -> dict[str, dict[str, Any]]:
