@@ -157,24 +157,11 @@ def quiet() -> None:
 # -- the Kinema side -------------------------------------------------------------------------
 
 
-class BenchCapture:
-    """An output node that keeps what reaches it (the bench reads the generated frames)."""
+def captured() -> dict[str, Any]:
+    """What the tests' capture node received, by node id (imported late: it loads diffusers)."""
+    from tests.generation.workspace import CaptureOutputs
 
-    DESCRIPTION = "Keeps its input for the benchmark."
-    CATEGORY = "testing"
-    RETURN_TYPES = ()
-    FUNCTION = "capture"
-    OUTPUT_NODE = True
-    seen: dict[str, Any] = {}
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {"required": {"value": ("*", {"tooltip": "Anything."})},
-                "hidden": {"node_id": "UNIQUE_ID"}}
-
-    def capture(self, value: Any, node_id: str = "") -> dict:
-        BenchCapture.seen[node_id] = value
-        return {"ui": {}}
+    return CaptureOutputs.seen
 
 
 @dataclass
@@ -187,15 +174,13 @@ class Kinema:
 
     @classmethod
     def start(cls, base: Path) -> Kinema:
-        import nodes
         from engine.cache import OutputCache
         from engine.executor import Executor
         from engine.folders import Folders, use_folders
-        from engine.registry import build_registry
+        from tests.generation.workspace import registry as capture_registry
 
         use_folders(Folders.under(base))
-        registry = build_registry(nodes, entry_points=False)
-        registry.register("BenchCapture", BenchCapture, source="bench")
+        registry = capture_registry()
         return cls(registry, Executor(registry, OutputCache(1 << 34)))
 
     def run(self, prompt: dict) -> tuple[float, float, float, Any]:
@@ -203,7 +188,7 @@ class Kinema:
         result)."""
         from engine.graph import validate_prompt
 
-        BenchCapture.seen = {}
+        captured().clear()
         with no_gc():
             start, cpu = time.perf_counter(), time.process_time()
             plan = validate_prompt(prompt, self.registry)
@@ -249,30 +234,30 @@ def kinema_graph(case: Case, seed: int, text: str, *, post: dict | None = None) 
             inputs["keyframe"] = ["5", 0]
         graph["3"] = {"class_type": "TemporalDenoiser", "inputs": inputs}
         frames, latent = ["3", 1], ["3", 0]
-    graph["9"] = {"class_type": "BenchCapture", "inputs": {"value": frames}}
+    graph["9"] = {"class_type": "CaptureOutputs", "inputs": {"value": frames}}
     if post is not None:
         graph["20"] = {"class_type": "ImageScaleBy", "inputs": {
             "image": frames, "upscale_method": "bilinear", "scale_by": post["scale"]}}
         graph["21"] = {"class_type": "ImageInvert", "inputs": {"image": ["20", 0]}}
-        graph["22"] = {"class_type": "BenchCapture", "inputs": {"value": ["21", 0]}}
+        graph["22"] = {"class_type": "CaptureOutputs", "inputs": {"value": ["21", 0]}}
         graph["23"] = {"class_type": "LatentDecode", "inputs": {
             "model": ["1", 0], "latent": latent, "chunk_size": post["chunk"], "tile": False,
             "tile_size": 512, "tile_overlap": 64}}
-        graph["24"] = {"class_type": "BenchCapture", "inputs": {"value": ["23", 0]}}
+        graph["24"] = {"class_type": "CaptureOutputs", "inputs": {"value": ["23", 0]}}
     return graph
 
 
 def load_graph(case: Case) -> dict:
     """Only the loaders (and LoadImage), captured: what the generation graph finds cached."""
     graph = {"1": {"class_type": "KinemaModelLoader", "inputs": {"model": case.model}},
-             "11": {"class_type": "BenchCapture", "inputs": {"value": ["1", 0]}}}
+             "11": {"class_type": "CaptureOutputs", "inputs": {"value": ["1", 0]}}}
     if case.motion:
         graph["4"] = {"class_type": "MotionAdapterLoader",
                       "inputs": {"motion_adapter": case.motion}}
-        graph["14"] = {"class_type": "BenchCapture", "inputs": {"value": ["4", 0]}}
+        graph["14"] = {"class_type": "CaptureOutputs", "inputs": {"value": ["4", 0]}}
     if not case.text:
         graph["5"] = {"class_type": "LoadImage", "inputs": {"image": KEYFRAME}}
-        graph["15"] = {"class_type": "BenchCapture", "inputs": {"value": ["5", 0]}}
+        graph["15"] = {"class_type": "CaptureOutputs", "inputs": {"value": ["5", 0]}}
     return graph
 
 
@@ -411,7 +396,7 @@ def measure_time(case: Case, kinema: Kinema, base: Path, repeats: int) -> Timing
             ModelClock.seconds = 0.0
             seconds, cpu, validating, _ = kinema.run(kinema_graph(case, seed, text))
             glue = seconds - ModelClock.seconds
-            return seconds, cpu, validating, glue, BenchCapture.seen["9"]
+            return seconds, cpu, validating, glue, captured()["9"]
 
         def theirs(seed: int = seed, text: str = text) -> tuple[float, float, float, Any]:
             ModelClock.seconds = 0.0
@@ -525,7 +510,7 @@ def child(side: str, case: Case, base: Path) -> dict[str, Any]:
         loaded = proc_status()
         reset = reset_peak()
         kinema.run(kinema_graph(case, seed, text))
-        frames = BenchCapture.seen["9"]
+        frames = captured()["9"]
     else:
         import diffusers  # noqa: F401  (what the reference side imports, before the load)
 
