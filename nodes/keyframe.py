@@ -29,20 +29,6 @@ from nodes.imaging import MAX_RESOLUTION, resample
 MAX_SEED = 0xFFFFFFFFFFFFFFFF  # torch.Generator.manual_seed takes any 64-bit value
 
 
-def denoising_steps(scheduler: Any, steps: int, strength: float | None = None) -> int:
-    """How many times the pipeline will call back: its timesteps, cut by img2img's strength.
-
-    Counted on a throwaway copy, since some schedulers have more timesteps than steps.
-    """
-    probe = type(scheduler).from_config(scheduler.config)
-    probe.set_timesteps(steps)
-    if strength is None:
-        return len(probe.timesteps)
-    # StableDiffusionImg2ImgPipeline.get_timesteps: skip the first (1 - strength) of them.
-    t_start = max(steps - min(int(steps * strength), steps), 0)
-    return len(probe.timesteps[t_start * probe.order:])
-
-
 def generate_keyframe(model: ModelBundle, conditioning: Conditioning, seed: int, steps: int,
                       cfg: float, width: int, height: int, scheduler: str,
                       init_image: torch.Tensor | None = None, strength: float = 0.75,
@@ -84,13 +70,12 @@ def generate_keyframe(model: ModelBundle, conditioning: Conditioning, seed: int,
         negative = negative.repeat(image.shape[0], 1, 1) if negative is not None else None
         kwargs.update(image=image, strength=strength)
     pipe.scheduler = make_scheduler(scheduler, model.pipe.scheduler)
-    total = denoising_steps(pipe.scheduler, steps, None if init_image is None else strength)
     pipe.set_progress_bar_config(disable=True)
     # 3. Denoise, exactly as a user calls the pipeline; each step reports and may interrupt
     latents = pipe(prompt_embeds=embeds, negative_prompt_embeds=negative,
                    num_inference_steps=steps, guidance_scale=cfg,
                    generator=torch.Generator().manual_seed(seed), output_type="latent",
-                   callback_on_step_end=step_callback(total), **kwargs).images
+                   callback_on_step_end=step_callback(), **kwargs).images
     # 4. Decode as the pipeline's postprocess does (the steps were this node's progress)
     return decode_latents(model, latents, report=False), latents.cpu().float()
 

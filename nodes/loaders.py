@@ -8,6 +8,7 @@ no weights; the engine's cache keeps a loaded model for as long as its budget al
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from engine.folders import active_folders
@@ -30,23 +31,41 @@ MODEL_FOLDER_MARKERS = ("model_index.json", "config.json")
 
 def model_choices() -> list[str]:
     """Checkpoint files and diffusers folders, as names the loader resolves (files first)."""
-    folders = active_folders()
-    names = [n for n in folders.model_files(CHECKPOINTS) if _listable(CHECKPOINTS, n)]
-    names += [n for n in folders.model_files(DIFFUSERS)
-              if (p := folders.model_path(DIFFUSERS, n)) is not None and p.is_dir()
-              and _listable(DIFFUSERS, n)]
-    return list(dict.fromkeys(names))
+    files, _ = _scan(CHECKPOINTS, "")
+    _, folders = _scan(DIFFUSERS, "model_index.json")
+    return list(dict.fromkeys(files + folders))
 
 
 def motion_choices() -> list[str]:
     """Motion module files and diffusers MotionAdapter folders in ``models/motion``."""
-    folders = active_folders()
-    names = [n for n in folders.model_files(MOTION) if _listable(MOTION, n)]
-    for root in folders.model_kinds.get(MOTION, ([], None))[0]:
-        if root.is_dir():  # adapter folders hold a config.json, not a model_index.json
-            names += [p.parent.relative_to(root).as_posix() for p in root.rglob("config.json")
-                      if p.parent != root and not is_sidecar(p.parent)]
-    return sorted(dict.fromkeys(names))
+    # Adapter folders hold a config.json, not a model_index.json.
+    files, folders = _scan(MOTION, "config.json")
+    return sorted(dict.fromkeys(files + folders))
+
+
+def _scan(kind: str, folder_marker: str) -> tuple[list[str], list[str]]:
+    """(weights files, model folders holding ``folder_marker``) of one kind, sorted.
+
+    The walk stops at a model's folder: its inner files are parts, not models, and a studio's
+    ``models/`` holds thousands of them, listed on every prompt's validation otherwise.
+    Sidecar config folders are skipped.
+    """
+    roots, exts = active_folders().model_kinds.get(kind, ([], frozenset()))
+    files: list[str] = []
+    folders: list[str] = []
+    for root in roots:
+        for here, subdirs, names in os.walk(root, followlinks=True):
+            path = Path(here)
+            relative = path.relative_to(root).as_posix()
+            if path != root and any(m in names for m in MODEL_FOLDER_MARKERS):
+                if folder_marker and folder_marker in names:
+                    folders.append(relative)
+                subdirs.clear()
+                continue
+            subdirs[:] = [d for d in subdirs if not is_sidecar(path / d)]
+            prefix = "" if path == root else f"{relative}/"
+            files += [prefix + n for n in names if exts and Path(n).suffix.lower() in exts]
+    return sorted(files), sorted(folders)
 
 
 def resolve_model(name: str) -> Path | None:
@@ -56,17 +75,6 @@ def resolve_model(name: str) -> Path | None:
         if path is not None:
             return path
     return None
-
-
-def _listable(kind: str, name: str) -> bool:
-    """A model itself: not a sidecar config folder, nor a file inside a model's folder."""
-    path = active_folders().model_path(kind, name)
-    if path is None or (path.is_dir() and is_sidecar(path)):
-        return False
-    for folder in list(path.parents)[: len(Path(name).parts) - 1]:  # those below the root
-        if is_sidecar(folder) or any((folder / f).is_file() for f in MODEL_FOLDER_MARKERS):
-            return False
-    return True
 
 
 def _stamp(path: Path | None) -> str:

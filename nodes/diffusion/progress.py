@@ -6,6 +6,7 @@ progress ticks (each an interrupt point) with a cheap latent → RGB preview ima
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -38,27 +39,48 @@ def latent_preview(latents: torch.Tensor) -> Image.Image | None:
     return image
 
 
-def step_callback(total_steps: int) -> Callable[..., dict[str, Any]]:
-    """A ``callback_on_step_end`` reporting steps (and previews) to the running node."""
+def _report(ctx: Any, step: int, total: int, latents: Any) -> None:
+    preview = latent_preview(latents) if isinstance(latents, torch.Tensor) else None
+    ctx.progress(step, total, ("JPEG", preview, PREVIEW_SIZE) if preview is not None else None)
+
+
+def step_callback() -> Callable[..., dict[str, Any]]:
+    """A ``callback_on_step_end`` reporting steps (and previews) to the running node.
+
+    The total is the pipeline's own ``num_timesteps``, set before its first step: it already
+    counts schedulers with more timesteps than steps and img2img's strength, at no cost.
+    """
     ctx = current_context()
 
-    def on_step_end(_pipe: Any, step: int, _timestep: Any, kwargs: dict[str, Any],
+    def on_step_end(pipe: Any, step: int, _timestep: Any, kwargs: dict[str, Any],
                     ) -> dict[str, Any]:
         if ctx is not None:
-            latents = kwargs.get("latents")
-            preview = latent_preview(latents) if isinstance(latents, torch.Tensor) else None
-            ctx.progress(step + 1, total_steps, ("JPEG", preview, PREVIEW_SIZE)
-                         if preview is not None else None)
+            _report(ctx, step + 1, pipe.num_timesteps, kwargs.get("latents"))
         return {}
 
     return on_step_end
 
 
-def legacy_step_callback(total_steps: int) -> Callable[[int, Any, torch.Tensor], None]:
-    """The same for pipelines that still take ``callback(step, timestep, latents)``."""
-    on_step_end = step_callback(total_steps)
+def legacy_callbacks(scheduler: Any, steps: int) -> int:
+    """How many times a legacy ``callback`` is called once ``scheduler``'s timesteps are set:
+    a multistep scheduler calls back once per order, and not during its warm-up."""
+    count, order = len(scheduler.timesteps), scheduler.order
+    warmup = count - steps * order
+    return sum(1 for i in range(count)
+               if i == count - 1 or ((i + 1) > warmup and (i + 1) % order == 0))
 
-    def callback(step: int, timestep: Any, latents: torch.Tensor) -> None:
-        on_step_end(None, step, timestep, {"latents": latents})
+
+def legacy_step_callback(pipe: Any, steps: int) -> Callable[[int, Any, torch.Tensor], None]:
+    """The same for pipelines that still take ``callback(step, timestep, latents)``; the total
+    is counted from ``pipe``'s scheduler at the first call, when its timesteps are set."""
+    ctx = current_context()
+    calls = itertools.count(1)
+    total: int | None = None
+
+    def callback(_step: int, _timestep: Any, latents: torch.Tensor) -> None:
+        nonlocal total
+        if ctx is not None:
+            total = total or legacy_callbacks(pipe.scheduler, steps)
+            _report(ctx, next(calls), total, latents)
 
     return callback

@@ -3,7 +3,7 @@
 - ModelScope / Zeroscope (``modelscope``): ``TextToVideoSDPipeline`` with the conditioning's
   embeddings and the legacy ``callback`` for progress.
 - AnimateDiff: an SD 1.x model plus a motion adapter becomes ``AnimateDiffPipeline`` over
-  ``UNetMotionModel.from_unet2d(unet, adapter)`` (kept for re-runs); an ``animatediff`` model
+  ``UNetMotionModel.from_unet2d(unet, adapter)`` sharing their weights; an ``animatediff`` model
   already carries its motion UNet.
 - Stable Video Diffusion (``svd``): ``StableVideoDiffusionPipeline`` on the keyframe as a PIL
   image, exactly what a user of the pipeline passes; it keeps its own Euler scheduler.
@@ -16,15 +16,12 @@ back in the pipeline's own layout: ``[B,C,F,H,W]`` for ModelScope and AnimateDif
 
 from __future__ import annotations
 
-import itertools
 import logging
-import threading
-import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from accelerate import init_empty_weights
 from diffusers import (
     AnimateDiffPipeline,
     StableVideoDiffusionPipeline,
@@ -96,27 +93,33 @@ class _RebuiltPipelineNotice(logging.Filter):
 
 logging.getLogger("diffusers.pipelines.pipeline_utils").addFilter(_RebuiltPipelineNotice())
 
-_motion_lock = threading.Lock()
-_motion_unets: dict[tuple[int, int], Any] = {}
-
-
 def motion_unet(unet: Any, adapter: Any) -> UNetMotionModel:
-    """``UNetMotionModel.from_unet2d(unet, adapter)``, built once per (model, adapter) pair.
+    """``UNetMotionModel.from_unet2d(unet, adapter)`` whose weights *are* the UNet's and the
+    adapter's tensors, not copies of them.
 
-    Building copies every UNet weight, so re-runs reuse it. One pair is kept (a studio swaps
-    adapters rarely, and each copy is a whole UNet); it goes when the UNet or adapter does.
+    ``from_unet2d`` copies every UNet weight: a second UNet in memory that the output cache
+    cannot see. Built on the meta device and then pointed at the loaded tensors, the motion
+    UNet costs only its module objects, so it is rebuilt for each run instead of being kept.
     """
-    key = (id(unet), id(adapter))
-    with _motion_lock:
-        if key in _motion_unets:
-            return _motion_unets[key]
-    combined = UNetMotionModel.from_unet2d(unet, adapter).to(unet.device, unet.dtype).eval()
-    with _motion_lock:
-        _motion_unets.clear()
-        _motion_unets[key] = combined
-    for owner in (unet, adapter):  # ids are reused after collection: drop the entry then
-        weakref.finalize(owner, _motion_unets.pop, key, None)
-    return combined
+    if adapter.config.get("conv_in_channels"):  # PIA: a conv_in merged from both (a copy)
+        return UNetMotionModel.from_unet2d(unet, adapter).to(unet.device, unet.dtype).eval()
+    adapter.to(unet.device, unet.dtype)
+    with init_empty_weights():
+        combined = UNetMotionModel.from_unet2d(unet, adapter, load_weights=False)
+    loaded = {**dict(unet.named_parameters()), **dict(unet.named_buffers()),
+              **dict(adapter.named_parameters()), **dict(adapter.named_buffers())}
+    for name, tensor in [*combined.named_parameters(), *combined.named_buffers()]:
+        owner_name, _, attr = name.rpartition(".")
+        owner = combined.get_submodule(owner_name)
+        source = loaded.get(name)
+        if source is None or source.shape != tensor.shape:
+            if tensor.is_meta:  # a weight neither model has: the two do not fit together
+                raise ValueError(f"the motion adapter does not fit this UNet: no weight for "
+                                 f"{name} {tuple(tensor.shape)}")
+            continue  # a computed buffer (position tables) made at construction
+        table = owner._parameters if attr in owner._parameters else owner._buffers
+        table[attr] = source
+    return combined.to(unet.device).eval()
 
 
 def video_pipeline(model: ModelBundle, motion: MotionModule | None, scheduler: str) -> Any:
@@ -203,36 +206,6 @@ def generate(model: ModelBundle, s: VideoSettings, conditioning: Conditioning | 
     return VideoLatents(latents, pipe, model.family)
 
 
-def planned_callbacks(scheduler: Any, steps: int, legacy: bool = False) -> int:
-    """How many times the pipeline will call back (the progress total), counted on a copy:
-    some schedulers (PNDM, SD 1.5's default) run more timesteps than steps, and the legacy
-    ``callback`` skips their warm-up."""
-    probe = type(scheduler).from_config(scheduler.config)
-    probe.set_timesteps(steps)
-    count = len(probe.timesteps)
-    if not legacy:
-        return count
-    warmup = count - steps * probe.order
-    return sum(1 for i in range(count)
-               if i == count - 1 or ((i + 1) > warmup and (i + 1) % probe.order == 0))
-
-
-def progress_callbacks(scheduler: Any, steps: int) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """(``callback``, ``callback_on_step_end``) that report calls 1..N of N to the node."""
-    legacy = legacy_step_callback(planned_callbacks(scheduler, steps, legacy=True))
-    on_step_end = step_callback(planned_callbacks(scheduler, steps))
-    legacy_count, step_count = itertools.count(), itertools.count()
-
-    def callback(_step: int, timestep: Any, latents: torch.Tensor) -> None:
-        legacy(next(legacy_count), timestep, latents)
-
-    def callback_on_step_end(pipe: Any, _step: int, timestep: Any,
-                             kwargs: dict[str, Any]) -> dict[str, Any]:
-        return on_step_end(pipe, next(step_count), timestep, kwargs)
-
-    return callback, callback_on_step_end
-
-
 def _text_to_video(pipe: Any, model: ModelBundle, s: VideoSettings,
                    conditioning: Conditioning | None, windows: ContextWindows | None,
                    generator: torch.Generator) -> torch.Tensor:
@@ -248,15 +221,15 @@ def _text_to_video(pipe: Any, model: ModelBundle, s: VideoSettings,
                 negative_prompt_embeds=conditioning.negative_prompt_embeds,
                 height=s.height or None, width=s.width or None,
                 num_inference_steps=s.steps, guidance_scale=s.cfg, generator=generator)
-    callback, on_step_end = progress_callbacks(pipe.scheduler, s.steps)
     if model.family == MODELSCOPE:
+        callback = legacy_step_callback(pipe, s.steps)
         if windows is not None:
             return denoise_modelscope(pipe, windows, callback=callback, **args)
         return pipe(num_frames=s.frames, output_type="latent", callback=callback,
                     callback_steps=1, **args).frames
     if windows is not None:
-        return denoise_animatediff(pipe, windows, callback_on_step_end=on_step_end, **args)
-    return pipe(num_frames=s.frames, output_type="latent", callback_on_step_end=on_step_end,
+        return denoise_animatediff(pipe, windows, callback_on_step_end=step_callback(), **args)
+    return pipe(num_frames=s.frames, output_type="latent", callback_on_step_end=step_callback(),
                 **args).frames
 
 
@@ -282,7 +255,7 @@ def _svd(pipe: Any, model: ModelBundle, s: VideoSettings, conditioning: Conditio
                 min_guidance_scale=s.min_cfg, max_guidance_scale=s.cfg, fps=s.fps,
                 motion_bucket_id=s.motion_bucket_id, noise_aug_strength=s.noise_aug_strength,
                 generator=generator,
-                callback_on_step_end=progress_callbacks(pipe.scheduler, s.steps)[1])
+                callback_on_step_end=step_callback())
     if windows is not None:
         return denoise_svd(pipe, windows, **args)
     return pipe(num_frames=s.frames, output_type="latent", **args).frames

@@ -351,15 +351,15 @@ def test_changing_an_image_node_after_the_denoiser_reruns_only_it(active):
     assert again.captured["12"].shape == (4, SIZE // 4, SIZE // 4, 3)
 
 
-def test_motion_unet_is_built_once_per_model_and_adapter(active, monkeypatch):
-    built = []
-    original = UNetMotionModel.from_unet2d.__func__
-    monkeypatch.setattr(UNetMotionModel, "from_unet2d", classmethod(
-        lambda cls, *a, **k: built.append(1) or original(cls, *a, **k)))
-    video._motion_unets.clear()
-    for seed in (1, 2):
-        run_ok(object_graph("animatediff", seed=seed, frames=4, steps=1))
-    assert len(built) == 1
+def test_animating_an_sd_model_adds_no_second_copy_of_its_weights(tiny):
+    """The motion UNet runs on the SD UNet's and the adapter's own tensors: animating a loaded
+    model costs no memory the output cache cannot see."""
+    unet, adapter = tiny["sd"].pipe.unet, tiny["motion"].adapter
+    owned = {t.data_ptr() for m in (unet, adapter) for t in [*m.parameters(), *m.buffers()]}
+    combined = video.motion_unet(unet, adapter)
+    weights = list(combined.parameters())
+    assert len(weights) == len(list(unet.parameters())) + len(list(adapter.parameters()))
+    assert all(w.data_ptr() in owned for w in weights)
 
 
 def test_an_animatediff_pipeline_folder_needs_no_adapter(active, tiny):
