@@ -24,10 +24,18 @@ from aiohttp import BodyPartReader, web
 from PIL import Image, PngImagePlugin
 
 from app.security import POLICY_REQUEST_KEY, SecurityPolicy, json_error, too_large
-from engine.folders import IMAGE_EXTENSIONS, UnsafePathError, active_folders, resolve_inside
+from engine.folders import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    UnsafePathError,
+    active_folders,
+    resolve_inside,
+)
 
 CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 64 * 1024
+# ComfyUI clients upload videos (LoadVideo's upload button) through /upload/image too.
+UPLOAD_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 # Types a browser may show inline; everything else is a download (octet-stream).
 INLINE_TYPES: dict[str, str] = {
     ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
@@ -167,10 +175,11 @@ async def _receive(request: web.Request, limit: int) -> tuple[_Upload, Path]:
                 raise FileError(400, "invalid_upload", "Nested multipart is not supported.")
             if part.name == "image" and upload.tmp is None and part.filename is not None:
                 upload.filename = part.filename.replace("\\", "/").rsplit("/", 1)[-1]
-                if Path(upload.filename).suffix.lower() not in IMAGE_EXTENSIONS:
-                    raise FileError(400, "invalid_extension", "Only images can be uploaded.",
+                if Path(upload.filename).suffix.lower() not in UPLOAD_EXTENSIONS:
+                    raise FileError(400, "invalid_extension",
+                                    "Only images and videos can be uploaded.",
                                     f"{upload.filename!r}: allowed "
-                                    f"{', '.join(sorted(IMAGE_EXTENSIONS))}")
+                                    f"{', '.join(sorted(UPLOAD_EXTENSIONS))}")
                 folder = upload.fields.get("type", "input")
                 folder = folder if folder in ("input", "output", "temp") else "input"
                 fd, upload.tmp = _new_temp(active_folders().directory(folder))

@@ -12,6 +12,7 @@ import nodes
 from engine.cache import OutputCache
 from engine.executor import EventSink, Executor
 from engine.folders import PROJECT_ROOT, Folders, use_folders
+from engine.frames import remove_orphan_spills
 from engine.registry import NodeRegistry, build_registry
 
 
@@ -33,6 +34,7 @@ class Runtime:
         """
         folders = use_folders(Folders.under(base_dir, output=output_dir))
         folders.ensure()
+        remove_orphan_spills(folders.temp)
         plugin_dirs = custom_nodes if custom_nodes is not None else [base_dir / "custom_nodes"]
         registry = build_registry(nodes, plugin_dirs)
         executor = Executor(registry, OutputCache(cache_bytes), on_event)

@@ -20,6 +20,7 @@ import torch
 
 from engine.cache import OutputCache, compute_signatures
 from engine.context import InterruptFlag, InterruptProcessingException, NodeContext, node_context
+from engine.frames import adapt_input
 from engine.graph import ExecutionPlan, is_link
 from engine.registry import NodeRegistry, NodeType
 
@@ -177,12 +178,16 @@ class _PromptRun:
     def _inputs(self, nid: str, node_type: NodeType) -> dict[str, list[Any]]:
         """Each input as a list of values (ComfyUI's internal shape), hidden ones included."""
         inputs: dict[str, list[Any]] = {}
+        specs = self.plan.specs[node_type.name]
         for name, value in self.plan.prompt[nid]["inputs"].items():
             if is_link(value):
-                inputs[name] = self.values[str(value[0])][value[1]]
+                values = self.values[str(value[0])][value[1]]
+                spec = specs.get(name)
+                if spec is not None:
+                    values = [adapt_input(v, spec.type, name) for v in values]
+                inputs[name] = values
             else:
                 inputs[name] = [value]
-        specs = self.plan.specs[node_type.name]
         sources = {"PROMPT": self.plan.prompt, "UNIQUE_ID": nid,
                    "EXTRA_PNGINFO": self.extra_data.get("extra_pnginfo")}
         for name, spec in specs.items():

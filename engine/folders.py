@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+# Files LoadVideo lists: what FFmpeg decodes, plus animated GIF/WebP (also images).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif", ".webp",
+                              ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".3gp"})
 MODEL_EXTENSIONS = frozenset({".safetensors", ".pth", ".pt", ".ckpt", ".bin", ".sft"})
 
 # Model kinds and the extensions their files carry; a plugin may add more kinds.
@@ -85,12 +88,13 @@ class Folders:
                 return path
         return None
 
-    def input_files(self) -> list[str]:
-        """Image files in the input folder (recursively), as names LoadImage accepts."""
+    def input_files(self, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> list[str]:
+        """Files in the input folder (recursively) with one of ``extensions`` (images by
+        default), as names LoadImage and LoadVideo accept."""
         if not self.input.is_dir():
             return []
         return sorted(p.relative_to(self.input).as_posix() for p in self.input.rglob("*")
-                      if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+                      if p.is_file() and p.suffix.lower() in extensions)
 
     def ensure(self) -> None:
         for path in (self.input, self.output, self.temp, self.models):
@@ -114,11 +118,12 @@ def numbered_path(folder: Path, prefix: str, ext: str) -> tuple[Path, str]:
     """The next free ``{prefix}_{NNNNN}_.{ext}`` in ``folder`` (ComfyUI's naming) and subfolder.
 
     ``prefix`` may contain a subfolder (``videos/clip``); it must stay inside ``folder``.
+    Folders named ``{prefix}_{NNNNN}_`` (PNG sequences) take their number too.
     """
     target = resolve_inside(folder, f"{prefix}_")
     directory, stem = target.parent, target.name[:-1]
     directory.mkdir(parents=True, exist_ok=True)
-    pattern = re.compile(rf"^{re.escape(stem)}_(\d+)_\.")
+    pattern = re.compile(rf"^{re.escape(stem)}_(\d+)_(?:\.|$)")
     taken = [int(m.group(1)) for p in directory.iterdir() if (m := pattern.match(p.name))]
     counter = max(taken, default=0) + 1
     subfolder = directory.relative_to(Path(folder).resolve()).as_posix()

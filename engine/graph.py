@@ -60,9 +60,14 @@ def error_entry(type_: str, message: str, details: str = "", **extra: Any) -> di
     return {"type": type_, "message": message, "details": details, "extra_info": extra}
 
 
+# Socket types a link converts between: a FRAMES store and an IMAGE batch (engine/frames.py).
+CONVERTING_TYPES = frozenset({"IMAGE", "FRAMES"})
+
+
 def types_compatible(output_type: str, input_type: str) -> bool:
-    """``*`` matches anything; comma lists (``IMAGE,MASK``) match when they share a type."""
-    if "*" in (output_type, input_type):
+    """``*`` matches anything; comma lists (``IMAGE,MASK``) match when they share a type;
+    IMAGE and FRAMES convert into each other (``engine/frames.py``)."""
+    if "*" in (output_type, input_type) or {output_type, input_type} == CONVERTING_TYPES:
         return True
     return bool(set(output_type.split(",")) & set(input_type.split(",")))
 

@@ -8,7 +8,21 @@ classes by name (``nodes.SaveImage``, ``nodes.LoadImage`` ...), which plugins su
 from __future__ import annotations
 
 import nodes.quiet_imports  # noqa: F401  (first: before anything imports diffusers)
-from nodes import image, image_io, keyframe, latent, loaders, primitives, temporal, text
+from nodes import (
+    encode,
+    frame_ops,
+    image,
+    image_io,
+    interpolate,
+    keyframe,
+    latent,
+    loaders,
+    primitives,
+    temporal,
+    text,
+    upscale,
+    video_io,
+)
 from nodes.image import (
     EmptyImage,
     ImageBatch,
@@ -32,7 +46,8 @@ from nodes.primitives import (
 )
 from nodes.temporal import TemporalDenoiser
 
-FAMILIES = (image, image_io, primitives, temporal, loaders, text, keyframe, latent)
+FAMILIES = (image, image_io, primitives, temporal, loaders, text, keyframe, latent, video_io,
+            frame_ops, interpolate, upscale, encode)
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}

@@ -3,8 +3,8 @@
 - ModelScope / Zeroscope (``modelscope``): ``TextToVideoSDPipeline`` with the conditioning's
   embeddings and the legacy ``callback`` for progress.
 - AnimateDiff: an SD 1.x model plus a motion adapter becomes ``AnimateDiffPipeline`` over
-  ``UNetMotionModel.from_unet2d(unet, adapter)`` sharing their weights; an ``animatediff`` model
-  already carries its motion UNet.
+  ``UNetMotionModel.from_unet2d(unet, adapter)`` sharing their weights (kept for re-runs);
+  an ``animatediff`` model already carries its motion UNet.
 - Stable Video Diffusion (``svd``): ``StableVideoDiffusionPipeline`` on the keyframe as a PIL
   image, exactly what a user of the pipeline passes; it keeps its own Euler scheduler.
 
@@ -17,6 +17,8 @@ back in the pipeline's own layout: ``[B,C,F,H,W]`` for ModelScope and AnimateDif
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,14 +95,33 @@ class _RebuiltPipelineNotice(logging.Filter):
 
 logging.getLogger("diffusers.pipelines.pipeline_utils").addFilter(_RebuiltPipelineNotice())
 
+_motion_lock = threading.Lock()
+_motion_unets: dict[tuple[int, int], UNetMotionModel] = {}
+
+
 def motion_unet(unet: Any, adapter: Any) -> UNetMotionModel:
     """``UNetMotionModel.from_unet2d(unet, adapter)`` whose weights *are* the UNet's and the
     adapter's tensors, not copies of them.
 
     ``from_unet2d`` copies every UNet weight: a second UNet in memory that the output cache
     cannot see. Built on the meta device and then pointed at the loaded tensors, the motion
-    UNet costs only its module objects, so it is rebuilt for each run instead of being kept.
+    UNet costs only its module objects. Building still takes tens of milliseconds, so the last
+    pair is kept for re-runs; it goes when the UNet or the adapter does.
     """
+    key = (id(unet), id(adapter))
+    with _motion_lock:
+        if key in _motion_unets:
+            return _motion_unets[key]
+    combined = _shared_motion_unet(unet, adapter)
+    with _motion_lock:
+        _motion_unets.clear()
+        _motion_unets[key] = combined
+    for owner in (unet, adapter):  # ids are reused after collection: drop the entry then
+        weakref.finalize(owner, _motion_unets.pop, key, None)
+    return combined
+
+
+def _shared_motion_unet(unet: Any, adapter: Any) -> UNetMotionModel:
     if adapter.config.get("conv_in_channels"):  # PIA: a conv_in merged from both (a copy)
         return UNetMotionModel.from_unet2d(unet, adapter).to(unet.device, unet.dtype).eval()
     adapter.to(unet.device, unet.dtype)

@@ -362,6 +362,16 @@ def test_animating_an_sd_model_adds_no_second_copy_of_its_weights(tiny):
     assert all(w.data_ptr() in owned for w in weights)
 
 
+def test_motion_unet_is_built_once_per_model_and_adapter(active, monkeypatch):
+    built = []
+    original = video._shared_motion_unet
+    monkeypatch.setattr(video, "_shared_motion_unet", lambda *a: built.append(1) or original(*a))
+    video._motion_unets.clear()
+    for seed in (1, 2):
+        run_ok(object_graph("animatediff", seed=seed, frames=4, steps=1))
+    assert len(built) == 1
+
+
 def test_an_animatediff_pipeline_folder_needs_no_adapter(active, tiny):
     """A saved AnimateDiffPipeline loads as an 'animatediff' model carrying its motion UNet."""
     OBJECTS["animatediff"] = ModelBundle(ANIMATEDIFF, reference(tiny, "animatediff"), "ad",

@@ -1,5 +1,8 @@
 // Socket types: which may connect (engine/graph.py `types_compatible`) and their colours.
 
+// A link converts between these two (engine/graph.py CONVERTING_TYPES).
+const CONVERTING = ["FRAMES", "IMAGE"];
+
 // A stable palette for the common types; others get a colour hashed from their name, so a
 // plugin's type looks the same in every session and on every machine.
 const PALETTE = {
@@ -41,13 +44,15 @@ export function registerTypeColors(types, canvas) {
 
 /**
  * Whether an output of type `a` may feed an input of type `b`: equal, "*" on either side, or
- * comma lists ("IMAGE,MASK") sharing a type. Case matters, as in the engine. Litegraph's own
+ * comma lists ("IMAGE,MASK") sharing a type, or IMAGE and FRAMES, which convert into each
+ * other. Case matters, as in the engine. Litegraph's own
  * generic slots ("", 0, undefined) count as "*".
  */
 export function typesCompatible(a, b) {
   const norm = (t) => (t === "" || t === 0 || t === null || t === undefined ? "*" : String(t));
   const [x, y] = [norm(a), norm(b)];
   if (x === "*" || y === "*") return true;
+  if (x !== y && CONVERTING.includes(x) && CONVERTING.includes(y)) return true;
   const left = new Set(x.split(","));
   return y.split(",").some((t) => left.has(t));
 }

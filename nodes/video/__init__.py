@@ -1,0 +1,1 @@
+"""Video building blocks for the video nodes: decoding, encoding, containers and metadata."""
