@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,12 +134,20 @@ def numbered_path(folder: Path, prefix: str, ext: str) -> tuple[Path, str]:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the whole new one, never half."""
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """A hidden temporary file beside ``path`` for a writer that needs a file name (an
+    encoder); when the block ends it becomes ``path`` whole, and on an error it is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         # mkstemp creates 0600; give the file the permissions a plain open() would.
         umask = os.umask(0)

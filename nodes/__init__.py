@@ -18,6 +18,7 @@ from nodes import (
     latent,
     loaders,
     primitives,
+    synthetic,
     temporal,
     text,
     upscale,
@@ -47,7 +48,7 @@ from nodes.primitives import (
 from nodes.temporal import TemporalDenoiser
 
 FAMILIES = (image, image_io, primitives, temporal, loaders, text, keyframe, latent, video_io,
-            frame_ops, interpolate, upscale, encode)
+            synthetic, frame_ops, interpolate, upscale, encode)
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}

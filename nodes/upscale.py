@@ -88,7 +88,7 @@ def load_upscale_model(path: Path) -> UpscaleModel:
                              f"wrongly; download it again into {UPSCALE_DIR}") from None
     if network is not None:
         return UpscaleModel(network, network.scale, type(network).__name__,
-                            network.size_multiple)
+                            network.size_multiple, channels=network.channels)
     return _spandrel_model(state, path.name)
 
 

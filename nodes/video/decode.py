@@ -7,6 +7,7 @@ when asked, so the frames a loader drops cost a decode but never a conversion.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -112,11 +113,10 @@ class FFmpegReader:
         """Frames in display order, starting at the keyframe before ``from_time``."""
         stream = self._stream
         if from_time > self.start + TIME_EPS:
-            try:
+            # Not seekable (a pipe, some GIFs): decode from the start instead.
+            with contextlib.suppress(av.FFmpegError):
                 self._container.seek(int(from_time / stream.time_base), stream=stream,
                                      backward=True)
-            except av.FFmpegError:
-                pass  # not seekable (a pipe, some GIFs): decode from the start instead
         index = 0
         for packet in self._container.demux(stream):
             try:

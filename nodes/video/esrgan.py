@@ -78,6 +78,7 @@ class RRDBNet(nn.Module):
         super().__init__()
         self.unshuffle = unshuffle
         self.size_multiple = unshuffle
+        self.channels = channels
         self.scale = 2 ** num_upsample // unshuffle
         self.conv_first = _conv(channels * unshuffle * unshuffle, num_feat)
         self.body = nn.Sequential(*(RRDB(num_feat, num_grow_ch) for _ in range(num_block)))
@@ -108,6 +109,7 @@ class SRVGGNetCompact(nn.Module):
         super().__init__()
         self.scale = upscale
         self.size_multiple = 1
+        self.channels = channels
         layers: list[nn.Module] = [_conv(channels, num_feat), nn.PReLU(num_feat)]
         for _ in range(num_conv):
             layers += [_conv(num_feat, num_feat), nn.PReLU(num_feat)]

@@ -18,25 +18,38 @@ import torch.nn.functional as F
 Network = Callable[[torch.Tensor], torch.Tensor]
 
 
-def run_padded(network: Network, images: torch.Tensor, scale: int,
-               size_multiple: int = 1) -> torch.Tensor:
-    """``network`` on ``[n,C,H,W]``, padding H and W up to ``size_multiple`` (replicating the
-    edge) and cropping the padding's share off the ``scale`` times larger output."""
+def pad_to_multiple(images: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``[n,C,H,W]`` with H and W padded up to multiples of ``multiple`` (edge replicated)."""
     height, width = images.shape[-2:]
-    pad_h, pad_w = -height % size_multiple, -width % size_multiple
+    pad_h, pad_w = -height % multiple, -width % multiple
     if pad_h or pad_w:
         images = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
-    return network(images)[..., :height * scale, :width * scale]
+    return images
 
 
-def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+def run_padded(network: Network, images: torch.Tensor, scale: int,
+               size_multiple: int = 1) -> torch.Tensor:
+    """``network`` on ``[n,C,H,W]`` padded to ``size_multiple``, the padding's share of the
+    ``scale`` times larger output cropped off."""
+    height, width = images.shape[-2:]
+    return network(pad_to_multiple(images, size_multiple))[..., :height * scale, :width * scale]
+
+
+def tile_spans(length: int, tile: int, overlap: int, multiple: int = 1,
+               ) -> list[tuple[int, int]]:
     """``(start, stop)`` of the fewest tiles of ``tile`` pixels that cover ``length`` with
-    neighbours overlapping by at least ``overlap``, spread evenly from edge to edge."""
+    neighbours overlapping by at least ``overlap``, spread evenly from edge to edge.
+
+    Starts are multiples of ``multiple`` (as ``tile`` and ``length`` must be then), so a
+    network that pixel-unshuffles its input sees the same pixel grid in every tile.
+    """
     if length <= tile:
         return [(0, length)]
-    count = math.ceil((length - overlap) / (tile - overlap))
+    longest_step = max(multiple, (tile - overlap) // multiple * multiple)
+    count = math.ceil((length - tile) / longest_step) + 1
     step = (length - tile) / (count - 1)
-    return [(round(i * step), round(i * step) + tile) for i in range(count)]
+    starts = [round(i * step / multiple) * multiple for i in range(count)]
+    return [(start, start + tile) for start in starts]
 
 
 def blend_weights(spans: list[tuple[int, int]], scale: int, device: torch.device,
@@ -79,15 +92,17 @@ def upscale_tiled(network: Network, images: torch.Tensor, scale: int, tile_size:
     if not 0 <= overlap < tile_size:
         raise ValueError(f"tile_overlap ({overlap}) must be at least 0 and smaller than "
                          f"tile_size ({tile_size})")
-    rows, cols = tile_spans(height, tile_size, overlap), tile_spans(width, tile_size, overlap)
+    images = pad_to_multiple(images, size_multiple)
+    tile = max(size_multiple, tile_size // size_multiple * size_multiple)
+    rows = tile_spans(images.shape[-2], tile, overlap, size_multiple)
+    cols = tile_spans(images.shape[-1], tile, overlap, size_multiple)
     row_weights = blend_weights(rows, scale, images.device)
     col_weights = blend_weights(cols, scale, images.device)
-    out = torch.zeros((*images.shape[:-2], height * scale, width * scale),
+    out = torch.zeros((*images.shape[:-2], images.shape[-2] * scale, images.shape[-1] * scale),
                       dtype=torch.float32, device=images.device)
     for (top, bottom), row_weight in zip(rows, row_weights, strict=True):
         for (left, right), col_weight in zip(cols, col_weights, strict=True):
-            tile = run_padded(network, images[..., top:bottom, left:right], scale,
-                              size_multiple)
+            tile_out = network(images[..., top:bottom, left:right])
             weight = row_weight[:, None] * col_weight[None, :]
-            out[..., top * scale:bottom * scale, left * scale:right * scale] += tile * weight
-    return out
+            out[..., top * scale:bottom * scale, left * scale:right * scale] += tile_out * weight
+    return out[..., :height * scale, :width * scale]

@@ -22,7 +22,7 @@ UNSHUFFLE = {4: 1, 2: 2, 1: 4}  # Real-ESRGAN's x2 and x1 models pixel-unshuffle
 
 
 def _conv(state: dict, name: str, out_ch: int, in_ch: int, gen: torch.Generator) -> None:
-    std = (2.0 / (9 * in_ch)) ** 0.5 * 0.5
+    std = (2.0 / (9 * in_ch)) ** 0.5
     state[f"{name}.weight"] = torch.randn(out_ch, in_ch, 3, 3, generator=gen) * std
     state[f"{name}.bias"] = torch.randn(out_ch, generator=gen) * 0.01
 
