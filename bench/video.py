@@ -69,7 +69,8 @@ def interpolation(size: int, pairs: int, speed: float) -> dict[str, Any]:
     results["blend"] = (psnr(np.stack(blend), middles), pairs / (time.perf_counter() - start))
 
     start = time.perf_counter()
-    out = ffmpeg_minterpolate(given, fps=6)
+    # minterpolate stops at the last frame's start: a repeat of it lets the last pair through.
+    out = ffmpeg_minterpolate(np.concatenate([given, given[-1:]]), fps=6)
     elapsed = time.perf_counter() - start
     # Output frame 2i is input frame i; 2i+1 is the middle of the pair (i, i+1).
     synthesised = out[1:2 * pairs:2]

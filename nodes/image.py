@@ -40,6 +40,12 @@ def _by_chunks(images: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor])
     return torch.cat(parts) if parts else images
 
 
+def _resized(images: torch.Tensor, width: int, height: int, method: str,
+             crop: str) -> torch.Tensor:
+    return _by_chunks(images, lambda part: resample(part.movedim(-1, 1), width, height, method,
+                                                    crop).movedim(1, -1))
+
+
 def gaussian_blur(images: torch.Tensor, radius: int, sigma: float) -> torch.Tensor:
     """Blur ``[B,H,W,C]`` with ComfyUI's kernel: a (2r+1)² Gaussian over coordinates in -1..1.
 
@@ -135,7 +141,7 @@ class ImageScale:
             width = max(1, round(in_w * height / in_h))
         elif height == 0:
             height = max(1, round(in_h * width / in_w))
-        return (resample(image.movedim(-1, 1), width, height, upscale_method, crop).movedim(1, -1),)
+        return (_resized(image, width, height, upscale_method, crop),)
 
 
 class ImageScaleBy:
@@ -160,8 +166,7 @@ class ImageScaleBy:
                 scale_by: float) -> tuple[torch.Tensor]:
         width = max(1, round(image.shape[2] * scale_by))
         height = max(1, round(image.shape[1] * scale_by))
-        out = resample(image.movedim(-1, 1), width, height, upscale_method, "disabled")
-        return (out.movedim(1, -1),)
+        return (_resized(image, width, height, upscale_method, "disabled"),)
 
 
 class ImageBlur:

@@ -112,7 +112,6 @@ def _lanczos(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
             resized = Image.fromarray(np.ascontiguousarray(plane)).resize(
                 (width, height), Image.Resampling.LANCZOS)
             out[b, c] = np.asarray(resized)
-        report_progress(b + 1, len(batch))
     return torch.from_numpy(out).to(samples.device, samples.dtype)
 
 

@@ -9,8 +9,6 @@ activations fit, with blended seams.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from engine.folders import active_folders
 from engine.frames import FRAMES, Frames
 from nodes.diffusion.device import inference_device, inference_dtype
 from nodes.diffusion.families import ModelLoadError
-from nodes.diffusion.weights import PICKLE_SUFFIXES, read_state_dict
+from nodes.diffusion.weights import read_state_dict
 from nodes.imaging import report_progress, resample
 from nodes.video.esrgan import network_from_state
 from nodes.video.tiling import upscale_tiled
@@ -33,7 +31,6 @@ NO_MODEL = "none"
 KINEMA_ARCHITECTURES = ("ESRGAN / Real-ESRGAN RRDBNet (RealESRGAN_x4plus, x2plus, anime_6B, "
                         "BSRGAN) and SRVGGNetCompact (realesr-animevideov3, realesr-general-x4v3)")
 # BasicSR's training checkpoints keep the weights under one of these (EMA ones preferred).
-NESTED_WEIGHTS = ("params_ema", "params", "state_dict")
 # Output pixels the model makes in one pass (frames of a batch times tile area): bounds the
 # activations of a 64-feature RRDBNet to a few GB in fp16.
 PASS_PIXELS = 2048 * 2048
@@ -51,36 +48,9 @@ class UpscaleModel:
     channels: int = 3
 
 
-def read_upscale_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of an upscaler's weights file, unwrapped from BasicSR's ``params_ema``."""
-    if path.suffix.lower() not in PICKLE_SUFFIXES:
-        return read_state_dict(path, UPSCALE_DIR)
-    try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ModelLoadError(
-            f"{path.name} holds Python objects other than tensors; Kinema reads .pth files "
-            f"only with torch.load(weights_only=True). Convert it to .safetensors and put that "
-            f"in {UPSCALE_DIR} ({exc})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise ModelLoadError(f"{path.name} is not a readable .pth file (truncated or corrupt: "
-                             f"{exc}). Download it again into {UPSCALE_DIR}") from None
-    while isinstance(loaded, dict):
-        nested = next((loaded[k] for k in NESTED_WEIGHTS if isinstance(loaded.get(k), dict)),
-                      None)
-        if nested is None:
-            break
-        loaded = nested
-    if not isinstance(loaded, dict) or not any(isinstance(v, torch.Tensor)
-                                               for v in loaded.values()):
-        raise ModelLoadError(f"{path.name} holds no weights; expected an upscaling model's "
-                             f"state dict in {UPSCALE_DIR}")
-    return {k: v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
-
-
 def load_upscale_model(path: Path) -> UpscaleModel:
     """The upscaler in ``path``: Kinema's own networks first, then spandrel's if installed."""
-    state = read_upscale_weights(path)
+    state = read_state_dict(path, UPSCALE_DIR)
     try:
         network = network_from_state(state)
     except ValueError as exc:

@@ -20,6 +20,8 @@ from nodes.diffusion.families import ModelLoadError
 SAFETENSORS_SUFFIXES = frozenset({".safetensors", ".sft"})
 PICKLE_SUFFIXES = frozenset({".pth", ".ckpt", ".pt", ".bin"})
 StateDict = dict[str, torch.Tensor]
+# Keys a checkpoint nests its weights under.
+NESTED_WEIGHTS = ("params_ema", "params", "state_dict")
 
 
 def read_state_dict(path: Path, where: str) -> StateDict:
@@ -64,9 +66,12 @@ def _read_pickle(path: Path, where: str) -> StateDict:
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise ModelLoadError(f"{path.name} is not a readable checkpoint (truncated or corrupt: "
                              f"{exc}). Download it again into {where}.") from None
-    # Training checkpoints nest the weights under "state_dict" (sometimes twice).
-    while isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
-        loaded = loaded["state_dict"]
+    # Training checkpoints nest the weights under "state_dict" (sometimes twice); BasicSR's
+    # (Real-ESRGAN) under "params_ema" or "params".
+    while isinstance(loaded, dict) and (inner := next(
+            (loaded[k] for k in NESTED_WEIGHTS if isinstance(loaded.get(k), dict)),
+            None)) is not None:
+        loaded = inner
     if not isinstance(loaded, dict):
         raise ModelLoadError(f"{path.name} holds a {type(loaded).__name__}, not a dict of "
                              f"tensors; expected model weights in {where}")

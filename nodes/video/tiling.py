@@ -1,8 +1,8 @@
 """Running an upscaling network over frames too large for it, tile by tile, with hidden seams.
 
-Tiles overlap by ``overlap`` pixels. Where two overlap, their outputs are blended with linear
-weights that ramp over the middle half of the overlap only: the outer quarter on each side,
-where a tile's output is spoilt by the padding at its edge, gets no weight at all. So the tiled
+Neighbouring tiles overlap by at least ``overlap`` pixels. Their outputs are blended with
+linear weights that ramp over the middle half of each overlap only: the outer quarter on each
+side, where a tile's output is spoilt by the padding at its edge, gets no weight. So the tiled
 result equals the untiled one (up to float rounding) whenever the network's receptive field
 reaches no further than ``overlap / 4`` input pixels; past that, the ramp still hides the seam.
 """

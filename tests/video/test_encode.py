@@ -238,14 +238,14 @@ def test_an_unsupported_pix_fmt_is_a_clear_error_and_leaves_nothing(folders, fra
     with pytest.raises(ValueError, match="input 'pix_fmt': vp9-webm cannot be written as "
                                          "yuv420p10le; choose yuv420p or yuv444p"):
         encode(frames, "vp9-webm", pix_fmt="yuv420p10le")
-    with pytest.raises(ValueError, match="input 'pix_fmt'.*av1-mp4.*yuv444p"):
+    with pytest.raises(ValueError, match=r"input 'pix_fmt'.*av1-mp4.*yuv444p"):
         encode(frames, "av1-mp4", pix_fmt="yuv444p")
     assert all_files(folders.output) == []
 
 
 def test_a_missing_audio_source_fails_without_a_partial_file(folders, talking):
     (folders.input / "take.mp4").unlink()
-    with pytest.raises(ValueError, match="input 'frames'.*'take.mp4'.*no longer exists"):
+    with pytest.raises(ValueError, match=r"input 'frames'.*'take.mp4'.*no longer exists"):
         encode(talking, "h264-mp4")
     assert all_files(folders.output) == []
 

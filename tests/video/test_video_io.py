@@ -110,6 +110,14 @@ def test_reads_the_ffmpeg_made_fixtures(folders, name, count, size):
     assert frames.read_raw(0, count).std() > 1  # pictures, not a blank decode
 
 
+def test_an_output_video_loads_by_its_annotated_name(folders):
+    write_video(folders.output / "made.mp4", SOURCE[:4], fps=8)
+    _, _, count = load("made.mp4 [output]")
+    assert count == 4
+    assert LoadVideo.VALIDATE_INPUTS("made.mp4 [output]") is True
+    assert LoadVideo.IS_CHANGED("made.mp4 [output]")
+
+
 def test_input_list_holds_videos_and_the_upload_option(folders, source):
     (folders.input / "still.png").write_bytes(b"")
     (folders.input / "clips").mkdir()
@@ -127,21 +135,21 @@ def test_input_list_holds_videos_and_the_upload_option(folders, source):
 def test_a_missing_file_is_a_clear_error(folders):
     assert "Invalid video file" in LoadVideo.VALIDATE_INPUTS("gone.mp4")
     assert "Invalid video file" in LoadVideo.VALIDATE_INPUTS("../outside.mp4")
-    with pytest.raises(ValueError, match="input 'video'.*'gone.mp4' does not exist"):
+    with pytest.raises(ValueError, match=r"input 'video'.*'gone.mp4' does not exist"):
         load("gone.mp4")
 
 
 def test_a_file_that_is_not_a_video_is_a_clear_error(folders):
     (folders.input / "notes.mp4").write_text("these are my notes, not a video\n" * 20)
-    with pytest.raises(ValueError, match="input 'video'.*'notes.mp4' is not a video"):
+    with pytest.raises(ValueError, match=r"input 'video'.*'notes.mp4' is not a video"):
         load("notes.mp4")
     write_audio_only(folders.input / "song.mp4", tone_after(0, 0.5))
-    with pytest.raises(ValueError, match="input 'video'.*'song.mp4' has no video stream"):
+    with pytest.raises(ValueError, match=r"input 'video'.*'song.mp4' has no video stream"):
         load("song.mp4")
 
 
 def test_skipping_past_the_end_says_so(source):
-    with pytest.raises(ValueError, match="input 'skip_first_frames'.*leaves none"):
+    with pytest.raises(ValueError, match=r"input 'skip_first_frames'.*leaves none"):
         load(skip_first_frames=40)
 
 
@@ -197,7 +205,7 @@ def test_sixteen_bit_sequences_keep_their_depth(folders):
 
 def test_image_sequence_errors_name_the_input(folders):
     (folders.input / "empty").mkdir()
-    with pytest.raises(ValueError, match="input 'directory'.*holds no images"):
+    with pytest.raises(ValueError, match=r"input 'directory'.*holds no images"):
         LoadImageSequence().load_sequence("empty")
     assert "not a folder" in LoadImageSequence.VALIDATE_INPUTS("nowhere")
     assert "leaves its folder" in LoadImageSequence.VALIDATE_INPUTS("../..")

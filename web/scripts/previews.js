@@ -8,6 +8,13 @@ const PAD = 6;
 const GRID_GAP = 4;
 const MAX_AUTO_HEIGHT = 640; // a node grows to show its preview, up to this tall
 const VIDEO_EXTENSIONS = /\.(mp4|webm|mov|mkv|m4v|ogv)$/i;
+// Files that may move: shown as elements so they play (a canvas draws one still frame).
+const PLAYING_EXTENSIONS = /\.(mp4|webm|mov|mkv|m4v|ogv|gif|webp)$/i;
+
+/** The file name a /view URL asks for. */
+function viewedName(url) {
+  return new URL(url, window.location.href).searchParams.get("filename") || "";
+}
 
 /** Where the preview area starts: below the node's slots and widgets. */
 function previewTop(node) {
@@ -46,8 +53,16 @@ function dropMedia(node) {
   delete node.kinemaMedia;
 }
 
-/** Show these image URLs in the node (replacing what it showed). */
+/**
+ * Show these image URLs in the node (replacing what it showed). A single video or animated
+ * image (ComfyUI's `{images: [...], animated: [true]}` output of a video encoder) plays.
+ */
 export function showImages(node, urls) {
+  const name = urls.length === 1 ? viewedName(urls[0]) : "";
+  if (PLAYING_EXTENSIONS.test(name)) {
+    showMedia(node, { url: urls[0], filename: name });
+    return;
+  }
   dropLive(node);
   dropMedia(node);
   node.kinemaPreviewUrls = [...urls];
