@@ -80,7 +80,7 @@ def interpolation(size: int, pairs: int, speed: float) -> dict[str, Any]:
 
 
 def ffmpeg_minterpolate(frames: np.ndarray, fps: int) -> np.ndarray:
-    n, h, w, _ = frames.shape
+    h, w = frames.shape[1:3]
     command = ["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
                "-r", str(fps), "-i", "-", "-vf", MINTERPOLATE.format(fps=2 * fps),
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
@@ -147,12 +147,11 @@ def long_clip_prompt(seconds: int) -> dict[str, Any]:
 
 def long_clip_child(seconds: int, base: Path) -> None:
     """Run the long-clip workflow in this (fresh) process; print figures as JSON."""
+    import nodes
     from engine.cache import OutputCache
     from engine.executor import Executor
     from engine.graph import validate_prompt
     from engine.registry import build_registry
-
-    import nodes
 
     folders = use_folders(Folders.under(base))
     folders.ensure()

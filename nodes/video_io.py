@@ -173,18 +173,21 @@ class LoadVideo:
         reader = open_video(resolve_annotated(video))
         try:
             fps = selection.output_fps(reader)
-            size = target_size(reader.width, reader.height, force_width, force_height)
+            kept = select_frames(reader, selection)
+            first = next(kept, None)
+            if first is None:
+                raise ValueError(
+                    f"input 'skip_first_frames': {video!r} has about {reader.frame_count} "
+                    f"frames and skipping {skip_first_frames} leaves none; skip fewer frames")
+            first_time, frame = first
+            pixels = frame.rgb()  # its size, not the header's, is what decoding gives
+            size = target_size(pixels.shape[1], pixels.shape[0], force_width, force_height)
             sink = FrameSink(size, fps, selection.expected_count(reader))
-            first_time = None
-            for time, frame in select_frames(reader, selection):
-                first_time = time if first_time is None else first_time
+            sink.add(pixels)
+            for _, frame in kept:
                 sink.add(frame.rgb())
         finally:
             reader.close()
-        if first_time is None:
-            raise ValueError(
-                f"input 'skip_first_frames': {video!r} has about {reader.frame_count} frames "
-                f"and skipping {skip_first_frames} leaves none; skip fewer frames")
         audio = None
         if reader.audio_stream is not None:
             audio = AudioSource(reader.path, reader.audio_stream, first_time, sink.count / fps)

@@ -42,11 +42,9 @@ class SourceFrame:
 
 
 class VideoReader(Protocol):
-    """An opened video: its properties, its frames, and the audio stream it carries."""
+    """An opened video: its rate and length, its frames, and the audio stream it carries."""
 
     path: Path
-    width: int
-    height: int
     fps: float
     frame_count: int
     start: float
@@ -61,11 +59,11 @@ class VideoReader(Protocol):
 
 
 def open_video(path: Path, input_name: str = "video") -> VideoReader:
-    """A reader for ``path``; a missing, unreadable or image-only file is a ValueError naming
-    ``input_name``."""
+    """A reader for ``path``; a missing or unreadable file, or one without a video stream, is
+    a ValueError naming ``input_name``."""
     if not path.is_file():
-        raise ValueError(f"input '{input_name}': {path.name!r} does not exist in the input "
-                         "folder; upload it or pick another file")
+        raise ValueError(f"input '{input_name}': {path.name!r} does not exist; upload it "
+                         "or pick another file")
     if path.suffix.lower() in PILLOW_SUFFIXES:
         return AnimatedImageReader(path, input_name)
     return FFmpegReader(path, input_name)
@@ -88,7 +86,6 @@ class FFmpegReader:
                              "(an audio-only or data file?); pick a video file")
         stream = self._stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
-        self.width, self.height = stream.codec_context.width, stream.codec_context.height
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.fps = float(rate) if rate else FALLBACK_FPS
         self.start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
@@ -150,7 +147,6 @@ class AnimatedImageReader:
         except (OSError, UnidentifiedImageError) as exc:
             raise ValueError(f"input '{input_name}': {path.name!r} is not an image or video "
                              f"that can be read ({exc})") from exc
-        self.width, self.height = self._image.size
         self.frame_count = getattr(self._image, "n_frames", 1)
         self._image.load()
         first = self._image.info.get("duration") or 0

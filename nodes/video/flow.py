@@ -13,8 +13,10 @@ there, so the frame that shows the content wins. Elsewhere the weights are ``(1 
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
+
+# OpenCV is imported where it is used: it adds ~16 MiB to every process, and is needed only
+# when a clip is interpolated (see nodes/video/__init__.py).
 
 # Fixed-point steps that invert the flow to time t; one or two already settle smooth motion.
 INVERSION_STEPS = 2
@@ -26,6 +28,8 @@ FLOOR_WEIGHT = 1e-3
 
 def estimate_flow(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dense flows ``(A→B, B→A)`` of two uint8 RGB frames, float32 ``[H,W,2]`` in pixels."""
+    import cv2
+
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     gray_a = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
     gray_b = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
@@ -63,6 +67,8 @@ def _pixel_grid(height: int, width: int) -> np.ndarray:
 
 def _sample(image: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """``image`` read at float ``positions`` ``[H,W,2]`` (x, y), bilinear, edges repeated."""
+    import cv2
+
     return cv2.remap(image, positions[..., 0], positions[..., 1], cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REPLICATE)
 

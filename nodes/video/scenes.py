@@ -7,7 +7,6 @@ differs between the two frames: near 0 for moving shapes, near 1 for a cut to an
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 # Frames are compared at about this width: enough for the colour mix, cheap at 4K.
@@ -36,6 +35,8 @@ def hold_across_cut(a: np.ndarray, b: np.ndarray, times: list[float]) -> list[np
 def _colour_histogram(frame: np.ndarray) -> np.ndarray:
     height, width = frame.shape[:2]
     if width > COMPARE_WIDTH:
+        import cv2  # only here: see nodes/video/__init__.py
+
         size = (COMPARE_WIDTH, max(1, round(height * COMPARE_WIDTH / width)))
         frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
     step = 256 // LEVELS_PER_CHANNEL
