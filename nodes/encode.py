@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from nodes.image_io import expand_prefix
 from nodes.imaging import report_progress
 from nodes.video.formats import FORMATS, PIX_FMTS, PRESETS, VideoFormat
 from nodes.video.metadata import workflow_texts
-from nodes.video.writer import EncodeSettings, encode_video, write_png_sequence
 
 DEFAULT_CRF = 19
 
@@ -76,6 +75,9 @@ class VideoEncode:
                crf: int = DEFAULT_CRF, preset: str = "medium", pix_fmt: str = "yuv420p",
                fps: float = 0.0, prompt: Any = None,
                extra_pnginfo: Mapping[str, Any] | None = None) -> dict:
+        # PyAV loads when a video is encoded, not with the nodes (nodes/video/__init__.py).
+        from nodes.video.writer import EncodeSettings, encode_video, write_png_sequence
+
         fmt = _choice(FORMATS, format, "format")
         _choice(PRESETS, preset, "preset")
         fmt.check_pix_fmt(pix_fmt)
@@ -86,8 +88,8 @@ class VideoEncode:
         output = active_folders().output
         prefix = expand_prefix(filename_prefix, frames.width, frames.height)
         if fmt.name == "png-sequence":
-            entry = _png_sequence(frames, output, prefix, texts,
-                                  fmt.png_compress_level(preset))
+            entry = _png_sequence(output, prefix, lambda folder: write_png_sequence(
+                frames, folder, texts, fmt.png_compress_level(preset), report_progress))
         else:
             path, subfolder = numbered_path(output, prefix, fmt.extension)
             with atomic_output(path) as tmp:
@@ -103,15 +105,15 @@ def _choice(choices: Mapping[str, VideoFormat] | tuple[str, ...], value: str, na
     return choices[value] if isinstance(choices, Mapping) else value
 
 
-def _png_sequence(frames: Frames, output: Path, prefix: str, texts: dict[str, str],
-                  compress_level: int) -> dict[str, str]:
-    """Frames as PNGs in a new folder ``{prefix}_NNNNN_``, filled under a hidden name and
+def _png_sequence(output: Path, prefix: str,
+                  write: Callable[[Path], list[str]]) -> dict[str, str]:
+    """A new folder ``{prefix}_NNNNN_`` that ``write`` fills with PNGs under a hidden name,
     renamed when complete; the entry names the first frame (what the canvas shows)."""
     path, subfolder = numbered_path(output, prefix, "png")
     folder = path.with_suffix("")
     work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".part"))
     try:
-        names = write_png_sequence(frames, work, texts, compress_level, report_progress)
+        names = write(work)
         os.chmod(work, 0o777 & ~_umask())
         os.replace(work, folder)
     except BaseException:

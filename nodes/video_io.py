@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,7 +28,9 @@ from engine.folders import (
 from engine.frames import CHUNK_BYTES, AudioSource, Frames, FramesWriter
 from nodes.image_io import resolve_annotated
 from nodes.imaging import MAX_RESOLUTION, pil_to_tensor, report_progress, resample
-from nodes.video.decode import FrameSelection, open_video, select_frames
+
+if TYPE_CHECKING:
+    from nodes.video.decode import FrameSelection
 
 CATEGORY = "kinema/video"
 MAX_FRAMES = 1_000_000
@@ -169,6 +171,9 @@ class LoadVideo:
     def load_video(self, video: str, skip_first_frames: int = 0, frame_cap: int = 0,
                    every_nth: int = 1, force_fps: float = 0.0, force_width: int = 0,
                    force_height: int = 0) -> tuple[Frames, float, int]:
+        # PyAV loads when a video is decoded, not with the nodes (nodes/video/__init__.py).
+        from nodes.video.decode import FrameSelection, open_video, select_frames
+
         selection = FrameSelection(skip_first_frames, frame_cap, every_nth, force_fps)
         reader = open_video(resolve_annotated(video))
         try:
@@ -279,6 +284,8 @@ class LoadImageSequence:
         if not paths:
             raise ValueError(f"input 'directory': {directory!r} holds no images "
                              f"({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        from nodes.video.decode import FrameSelection
+
         selection = FrameSelection(skip_first_frames, frame_cap, every_nth)
         chosen = list(_selected(paths, selection))
         if not chosen:

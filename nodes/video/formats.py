@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-import av
-
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
            "veryslow")
 PIX_FMTS = ("yuv420p", "yuv444p", "yuv420p10le")
@@ -39,6 +37,8 @@ class VideoFormat:
         """The ``pix_fmt`` choices this build of the codec accepts."""
         if not self.takes_pix_fmt:
             return []
+        import av  # only here: see nodes/video/__init__.py
+
         formats = av.Codec(self.codec, "w").video_formats or []
         names = {f.name for f in formats}
         return [p for p in PIX_FMTS if p in names]
