@@ -76,6 +76,8 @@ class VideoEncode:
                fps: float = 0.0, prompt: Any = None,
                extra_pnginfo: Mapping[str, Any] | None = None) -> dict:
         # PyAV loads when a video is encoded, not with the nodes (nodes/video/__init__.py).
+        import av
+
         from nodes.video.writer import EncodeSettings, encode_video, write_png_sequence
 
         fmt = _choice(FORMATS, format, "format")
@@ -83,6 +85,7 @@ class VideoEncode:
         fmt.check_pix_fmt(pix_fmt)
         if len(frames) == 0:
             raise ValueError("input 'frames': there are no frames to encode")
+        fmt.check_size(frames.width, frames.height)
         settings = EncodeSettings(crf, preset, pix_fmt, fps or frames.fps)
         texts = workflow_texts(prompt, extra_pnginfo)
         output = active_folders().output
@@ -92,8 +95,13 @@ class VideoEncode:
                 frames, folder, texts, fmt.png_compress_level(preset), report_progress))
         else:
             path, subfolder = numbered_path(output, prefix, fmt.extension)
-            with atomic_output(path) as tmp:
-                encode_video(frames, tmp, fmt, settings, texts, report_progress)
+            try:
+                with atomic_output(path) as tmp:
+                    encode_video(frames, tmp, fmt, settings, texts, report_progress)
+            except av.FFmpegError as exc:
+                raise ValueError(f"input 'format': {fmt.name} failed on these {frames.width}x"
+                                 f"{frames.height} frames at {settings.fps:g} fps ({exc}); "
+                                 "try another format or size") from exc
             entry = {"filename": path.name, "subfolder": subfolder}
         return {"ui": {"images": [{**entry, "type": "output", "format": fmt.mime}],
                        "animated": [fmt.name != "png-sequence"]}}

@@ -33,6 +33,17 @@ ANNOTATIONS = {"[input]": "input", "[output]": "output", "[temp]": "temp"}
 SINGLE_FRAME_FORMATS = frozenset({"MPO"})  # multi-picture JPEGs: stereo pairs, not animations
 
 
+def check_input_file(name: str, kind: str) -> bool | str:
+    """``VALIDATE_INPUTS`` for a file input: True, or ComfyUI's "Invalid <kind> file" message."""
+    try:
+        path = resolve_annotated(name)
+    except UnsafePathError as exc:
+        return f"Invalid {kind} file: {exc}"
+    if not path.is_file():
+        return f"Invalid {kind} file: {name}"
+    return True
+
+
 def split_annotation(name: str) -> tuple[str, str | None]:
     """``"x.png [output]"`` → ``("x.png", "output")``; an unannotated name gives ``None``."""
     for suffix, kind in ANNOTATIONS.items():
@@ -136,13 +147,7 @@ class LoadImage:
 
     @classmethod
     def VALIDATE_INPUTS(cls, image: str) -> bool | str:
-        try:
-            path = resolve_annotated(image)
-        except UnsafePathError as exc:
-            return f"Invalid image file: {exc}"
-        if not path.is_file():
-            return f"Invalid image file: {image}"
-        return True
+        return check_input_file(image, "image")
 
 
 class SaveImage:

@@ -26,7 +26,7 @@ from engine.folders import (
     resolve_inside,
 )
 from engine.frames import CHUNK_BYTES, AudioSource, Frames, FramesWriter
-from nodes.image_io import resolve_annotated
+from nodes.image_io import check_input_file, resolve_annotated
 from nodes.imaging import MAX_RESOLUTION, pil_to_tensor, report_progress, resample
 
 if TYPE_CHECKING:
@@ -205,13 +205,7 @@ class LoadVideo:
 
     @classmethod
     def VALIDATE_INPUTS(cls, video: str) -> bool | str:
-        try:
-            path = resolve_annotated(video)
-        except UnsafePathError as exc:
-            return f"Invalid video file: {exc}"
-        if not path.is_file():
-            return f"Invalid video file: {video}"
-        return True
+        return check_input_file(video, "video")
 
 
 def natural_key(name: str) -> list[Any]:

@@ -32,6 +32,9 @@ class VideoFormat:
     muxer_options: dict[str, str] = field(default_factory=dict)
     codec_tag: str = ""
     takes_pix_fmt: bool = True  # False: the codec chooses (GIF palettes, WebP, PNG)
+    min_side: int = 1  # the encoder refuses smaller frames
+    # Widths this build of the encoder corrupts memory on (the process dies): refused.
+    broken_widths: range = range(0)
 
     def supported_pix_fmts(self) -> list[str]:
         """The ``pix_fmt`` choices this build of the codec accepts."""
@@ -48,6 +51,18 @@ class VideoFormat:
         if self.takes_pix_fmt and pix_fmt not in self.supported_pix_fmts():
             raise ValueError(f"input 'pix_fmt': {self.name} cannot be written as {pix_fmt}; "
                              f"choose {' or '.join(self.supported_pix_fmts())}")
+
+    def check_size(self, width: int, height: int) -> None:
+        """A clear error for frame sizes the encoder cannot take."""
+        if min(width, height) < self.min_side:
+            raise ValueError(f"input 'frames': {self.name} needs frames of at least "
+                             f"{self.min_side}x{self.min_side}, these are {width}x{height}; "
+                             "resize them or choose another format")
+        if width in self.broken_widths:
+            raise ValueError(f"input 'frames': {self.name} cannot encode frames "
+                             f"{self.broken_widths.start} to {self.broken_widths.stop - 1} "
+                             f"pixels wide (libx265 in this build fails on them), these are "
+                             f"{width} wide; resize them or choose h264-mp4")
 
     def codec_options(self, crf: int, preset: str) -> dict[str, str]:
         """The encoder's own options for a quality (x264 CRF) and a speed (x264 preset)."""
@@ -84,11 +99,12 @@ FORMATS: dict[str, VideoFormat] = {f.name: f for f in (
     VideoFormat("h264-mp4", "mp4", "video/mp4", "mp4", "libx264", "aac",
                 {"movflags": "use_metadata_tags+faststart"}),
     VideoFormat("h265-mp4", "mp4", "video/mp4", "mp4", "libx265", "aac",
-                {"movflags": "use_metadata_tags+faststart"}, codec_tag="hvc1"),
+                {"movflags": "use_metadata_tags+faststart"}, codec_tag="hvc1", min_side=16,
+                broken_widths=range(33, 50)),
     VideoFormat("vp9-webm", "webm", "video/webm", "webm", "libvpx-vp9", "libopus"),
     VideoFormat("av1-mp4", "mp4", "video/mp4", "mp4", "libsvtav1", "aac",
-                {"movflags": "use_metadata_tags+faststart"}),
-    VideoFormat("av1-webm", "webm", "video/webm", "webm", "libsvtav1", "libopus"),
+                {"movflags": "use_metadata_tags+faststart"}, min_side=8),
+    VideoFormat("av1-webm", "webm", "video/webm", "webm", "libsvtav1", "libopus", min_side=8),
     VideoFormat("gif", "gif", "image/gif", "gif", "gif", muxer_options={"loop": "0"},
                 takes_pix_fmt=False),
     VideoFormat("webp", "webp", "image/webp", "webp", "libwebp_anim",

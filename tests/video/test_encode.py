@@ -243,6 +243,21 @@ def test_an_unsupported_pix_fmt_is_a_clear_error_and_leaves_nothing(folders, fra
     assert all_files(folders.output) == []
 
 
+def test_sizes_an_encoder_cannot_take_are_refused_clearly(folders):
+    def blank(width: int, height: int) -> Frames:
+        return Frames.from_images(torch.zeros(2, height, width, 3))
+
+    with pytest.raises(ValueError, match=r"input 'frames': h265-mp4 needs frames of at least "
+                                         r"16x16, these are 8x8"):
+        encode(blank(8, 8), "h265-mp4")
+    # this libx265 corrupts memory on such widths: refused before it can take the process down
+    with pytest.raises(ValueError, match=r"input 'frames': h265-mp4 cannot encode frames 33 to "
+                                         r"49 pixels wide"):
+        encode(blank(40, 32), "h265-mp4")
+    assert all_files(folders.output) == []
+    assert output_path(folders, encode(blank(40, 32), "h264-mp4")["images"][0]).is_file()
+
+
 def test_a_missing_audio_source_fails_without_a_partial_file(folders, talking):
     (folders.input / "take.mp4").unlink()
     with pytest.raises(ValueError, match=r"input 'frames'.*'take.mp4'.*no longer exists"):
