@@ -37,8 +37,9 @@ def _float(default: float, low: float, high: float, step: float, tooltip: str) -
 class TemporalDenoiser:
     """Denoises a video clip with a loaded video model.
 
-    - ModelScope / Zeroscope (UNet3D): text conditioning → clip.
-    - Stable Diffusion 1.x + a motion adapter (AnimateDiff): text conditioning → clip.
+    - ModelScope / Zeroscope (UNet3D): text conditioning (+ an optional keyframe) → clip.
+    - Stable Diffusion 1.x + a motion adapter (AnimateDiff): text conditioning (+ an optional
+      keyframe) → clip.
     - Stable Video Diffusion / SVD-XT: keyframe → clip (fps, motion bucket, noise
       augmentation); it keeps its own Euler sampler, so ``scheduler`` does not apply. Its
       guidance rises linearly from ``min_cfg`` on the first frame to ``cfg`` on the last
@@ -49,6 +50,12 @@ class TemporalDenoiser:
     overlapping windows whose noise predictions are blended across ``context_overlap`` frames
     before each scheduler step on the whole clip. Clips that fit call the pipeline unchanged.
 
+    A keyframe on a text-to-video model anchors frame 0 of the clip: the keyframe (cut to the
+    clip's aspect ratio, resized to its size, encoded by the model's VAE) is frame 0 of the
+    model's input at every step, clean, and frame 0 of the output. The model must be trained
+    for it (Kinema-Tiny is: a clean first frame in every training clip); other text-to-video
+    models follow it loosely. Frames after 0 get the same noise as without a keyframe.
+
     Outputs: ``latent`` is ``{"samples": [B,C,F,H,W]}`` for every family (ComfyUI's video latent
     layout; SVD's own ``[B,F,C,H,W]`` is permuted), scaled as the UNet sees it (VAE latents times
     ``vae.config.scaling_factor``): decode it with LatentDecode and the same model.
@@ -57,8 +64,10 @@ class TemporalDenoiser:
     """
 
     DESCRIPTION = ("Turns text (ModelScope/Zeroscope, or SD 1.x + a motion adapter) or a keyframe "
-                   "(Stable Video Diffusion) into a video clip. Long clips are denoised in "
-                   "overlapping context windows with blended seams.")
+                   "(Stable Video Diffusion) into a video clip. With text-to-video models a "
+                   "keyframe anchors frame 0 (the model must be trained for it, as Kinema-Tiny "
+                   "is). Long clips are denoised in overlapping context windows with blended "
+                   "seams.")
     CATEGORY = "kinema/video"
     RETURN_TYPES = ("LATENT", "IMAGE")
     RETURN_NAMES = ("latent", "frames")
@@ -111,8 +120,11 @@ class TemporalDenoiser:
                                  "KinemaTextEncode with this model (text-to-video families)."}),
                 "motion": (KINEMA_MOTION, {"tooltip": "An AnimateDiff motion adapter "
                            "(MotionAdapterLoader), to animate an SD 1.x model."}),
-                "keyframe": ("IMAGE", {"tooltip": "The first frame for Stable Video Diffusion "
-                             "(the first image of the batch)."}),
+                "keyframe": ("IMAGE", {"tooltip": "The first frame (the first image of the "
+                             "batch). SVD: the image it animates. ModelScope/UNet3D: anchors "
+                             "frame 0 to the keyframe, clean at every step, cut and resized to "
+                             "the clip's size; the model must be trained for it (Kinema-Tiny "
+                             "is); other text-to-video models (AnimateDiff) follow it loosely."}),
             },
         }
 

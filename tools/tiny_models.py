@@ -100,10 +100,10 @@ def vae() -> AutoencoderKL:
 def keyframe_unet() -> UNet2DConditionModel:
     return UNet2DConditionModel(
         sample_size=SIZE // VAE_FACTOR, in_channels=LATENT_CHANNELS,
-        out_channels=LATENT_CHANNELS, layers_per_block=1, block_out_channels=(64, 128),
+        out_channels=LATENT_CHANNELS, layers_per_block=1, block_out_channels=(32, 64),
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=TEXT_WIDTH,
-        attention_head_dim=16, norm_num_groups=GROUPS)
+        attention_head_dim=8, norm_num_groups=GROUPS)
 
 
 def temporal_unet() -> UNet3DConditionModel:

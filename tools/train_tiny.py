@@ -237,7 +237,8 @@ def export_video(s: Settings, tokenizer, vae, encoder, unet) -> Path:
 
 def _export(pipe, s: Settings, name: str, stage: str) -> Path:
     folder = s.out / name
-    pipe.save_pretrained(folder, safe_serialization=True)
+    # fp16 halves what the repository carries; the loaders cast to their own dtype.
+    pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     (folder / "MODEL_CARD.md").write_text(
         f"# {name}\n\nPart of Kinema-Tiny, trained by `tools/train_tiny.py` (stage {stage!r}, "

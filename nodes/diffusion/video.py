@@ -5,6 +5,8 @@
 - AnimateDiff: an SD 1.x model plus a motion adapter becomes ``AnimateDiffPipeline`` over
   ``UNetMotionModel.from_unet2d(unet, adapter)`` sharing their weights (kept for re-runs);
   an ``animatediff`` model already carries its motion UNet.
+- Both text-to-video families take an optional keyframe: frame 0 of the clip is then anchored
+  to its clean latent at every step (``anchor.py``).
 - Stable Video Diffusion (``svd``): ``StableVideoDiffusionPipeline`` on the keyframe as a PIL
   image, exactly what a user of the pipeline passes; it keeps its own Euler scheduler.
 
@@ -31,6 +33,7 @@ from diffusers import (
     UNetMotionModel,
 )
 
+from nodes.diffusion.anchor import AnchoredScheduler, first_image, keyframe_latent
 from nodes.diffusion.bundle import (
     ANIMATEDIFF,
     MODELSCOPE,
@@ -220,16 +223,13 @@ def generate(model: ModelBundle, s: VideoSettings, conditioning: Conditioning | 
     if model.family == SVD:
         latents = _svd(pipe, model, s, conditioning, keyframe, windows, generator)
     else:
-        if keyframe is not None:
-            raise ValueError(f"{model.family} models make video from text alone: connect the "
-                             "keyframe to a Stable Video Diffusion model, or disconnect it")
-        latents = _text_to_video(pipe, model, s, conditioning, windows, generator)
+        latents = _text_to_video(pipe, model, s, conditioning, keyframe, windows, generator)
     return VideoLatents(latents, pipe, model.family)
 
 
 def _text_to_video(pipe: Any, model: ModelBundle, s: VideoSettings,
-                   conditioning: Conditioning | None, windows: ContextWindows | None,
-                   generator: torch.Generator) -> torch.Tensor:
+                   conditioning: Conditioning | None, keyframe: torch.Tensor | None,
+                   windows: ContextWindows | None, generator: torch.Generator) -> torch.Tensor:
     if conditioning is None:
         raise ValueError(f"{model.family} models need a text conditioning: connect one "
                          "(KinemaTextEncode with this model)")
@@ -238,6 +238,11 @@ def _text_to_video(pipe: Any, model: ModelBundle, s: VideoSettings,
         raise ValueError(f"the conditioning comes from a {conditioning.family} text encoder "
                          f"({conditioning.prompt_embeds.shape[-1]} wide) but this model expects "
                          f"{expected}: encode the prompt with this model")
+    if keyframe is not None:
+        # Frame 0 is the clean keyframe in every model input and after every step; the calls
+        # below (plain or windowed) are otherwise the ones without a keyframe.
+        pipe.scheduler = AnchoredScheduler(
+            pipe.scheduler, keyframe_latent(pipe, keyframe, s.width, s.height), s.frames)
     args = dict(prompt_embeds=conditioning.prompt_embeds,
                 negative_prompt_embeds=conditioning.negative_prompt_embeds,
                 height=s.height or None, width=s.width or None,
@@ -256,7 +261,7 @@ def _text_to_video(pipe: Any, model: ModelBundle, s: VideoSettings,
 
 def keyframe_image(keyframe: torch.Tensor) -> Any:
     """The first image of an IMAGE batch as 8-bit PIL: what a user hands SVD's pipeline."""
-    return tensor_to_pil(keyframe[0] if keyframe.ndim == 4 else keyframe).convert("RGB")
+    return tensor_to_pil(first_image(keyframe)).convert("RGB")
 
 
 def _svd(pipe: Any, model: ModelBundle, s: VideoSettings, conditioning: Conditioning | None,

@@ -78,7 +78,9 @@ def tiny(models: Workspace) -> dict[str, Any]:
                                             local_files_only=True)
     found = {"modelscope": bundle(MODELSCOPE, FOLDERS["modelscope"]),
              "sd": bundle(SD1, SD_FOLDER), "svd": bundle(SVD, FOLDERS["svd"]),
-             "motion": MotionModule(adapter, "v2", MOTION), "keyframe": keyframe()}
+             "motion": MotionModule(adapter, "v2", MOTION), "keyframe": keyframe(),
+             "empty_keyframe": torch.zeros(0, SIZE, SIZE, 3),
+             "rgba_keyframe": torch.ones(1, SIZE, SIZE, 4)}
     for name in ("modelscope", "sd"):
         pipe = found[name].pipe
         positive, negative = pipe.encode_prompt(PROMPT, torch.device("cpu"), 1, True, NEGATIVE)
@@ -419,7 +421,9 @@ def test_decode_off_gives_an_empty_frame_batch(active):
     ("svd", {}, "connect a keyframe"),
     ("sd", {"cond": "sd_cond"}, "motion adapter"),
     ("modelscope", {}, "text conditioning"),
-    ("modelscope", {"cond": "modelscope_cond", "image": "keyframe"}, "from text alone"),
+    ("modelscope", {"cond": "modelscope_cond", "image": "empty_keyframe"}, "empty image batch"),
+    ("svd", {"image": "empty_keyframe"}, "empty image batch"),
+    ("modelscope", {"cond": "modelscope_cond", "image": "rgba_keyframe"}, "RGB image"),
     ("svd", {"image": "keyframe", "motion": "motion"}, "disconnect the motion"),
     ("svd", {"image": "keyframe", "cond": "sd_cond"}, "keyframe alone"),
     ("modelscope", {"cond": "sd_cond"}, "encode the prompt with this model"),
@@ -520,3 +524,111 @@ def test_window_weights_blend_seams_smoothly():
         assert up + down == pytest.approx(1.0)
     shifted = ContextWindows(11, 4, 2)  # the last window ends on the last frame
     assert [(s.start, s.stop) for s in shifted.slices][-2:] == [(6, 10), (7, 11)]
+
+
+# --- keyframe-anchored text-to-video -----------------------------------------------------
+
+def keyframe_latent(tiny: dict, image: torch.Tensor, model: str = "modelscope") -> torch.Tensor:
+    """What the model's VAE makes of an image [1,H,W,C]: the mean latent, scaled, [1,C,h,w]."""
+    vae = tiny[model].pipe.vae
+    with torch.no_grad():
+        mean = vae.encode(image.movedim(-1, 1).contiguous() * 2 - 1).latent_dist.mean
+    return mean * vae.config.scaling_factor
+
+
+class UNetInputs:
+    """Frame 0 of every UNet input during a run (both halves of a guided batch)."""
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        self.unet, self.frame0 = unet, []
+
+    def __enter__(self) -> list[torch.Tensor]:
+        self.hook = self.unet.register_forward_pre_hook(
+            lambda _module, args: self.frame0.append(args[0][:, :, 0].clone()))
+        return self.frame0
+
+    def __exit__(self, *exc: object) -> None:
+        self.hook.remove()
+
+
+def test_a_keyframe_is_frame_0_of_a_modelscope_clip(active, tiny):
+    run = run_ok(object_graph("modelscope", image="keyframe"))
+    latents = run.captured["11"]["samples"]
+    key = keyframe_latent(tiny, keyframe())
+    assert torch.equal(latents[:, :, 0], key)
+    # Decoded, frame 0 is the keyframe after the VAE's round trip: its latent decoded alone.
+    pipe = reference(tiny, "modelscope")
+    alone = pipe.video_processor.postprocess_video(pipe.decode_latents(key[:, :, None]),
+                                                   output_type="pt")
+    assert max_diff(run.captured["12"][:1], as_image(alone)) <= TOLERANCE
+    assert run.captured["12"].shape == (8, SIZE, SIZE, 3)
+
+
+@pytest.mark.parametrize("scheduler", ["default", "euler_ancestral", "dpmpp_2m"])
+def test_the_model_sees_the_clean_keyframe_at_every_step(active, tiny, scheduler):
+    """Whatever the scheduler (Euler scales its model input), frame 0 of every UNet input is
+    the clean keyframe latent, as in training; progress still ticks once per step."""
+    with UNetInputs(tiny["modelscope"].pipe.unet) as frame0:
+        run = run_ok(object_graph("modelscope", image="keyframe", scheduler=scheduler))
+    key = keyframe_latent(tiny, keyframe())
+    assert len(frame0) >= 3
+    assert all(torch.equal(seen, key.expand_as(seen)) for seen in frame0)
+    total = run.progress("10")[-1][1]
+    assert run.progress("10") == [(i, total) for i in range(1, total + 1)]
+
+
+def test_different_keyframes_give_different_clips(active):
+    OBJECTS["mirrored"] = keyframe().flip(2)
+    first = run_ok(object_graph("modelscope", image="keyframe")).captured["11"]["samples"]
+    other = run_ok(object_graph("modelscope", image="mirrored")).captured["11"]["samples"]
+    assert max_diff(first[:, :, 1:], other[:, :, 1:]) > 1e-3
+
+
+def test_the_same_seed_and_keyframe_give_the_same_clip(active):
+    """Euler ancestral draws noise at every step, from the seeded generator."""
+    prompt = object_graph("modelscope", image="keyframe", scheduler="euler_ancestral")
+    first = run_ok(prompt, executor()).captured["11"]["samples"]
+    again = run_ok(prompt, executor()).captured["11"]["samples"]
+    assert torch.equal(first, again)
+    reseeded = run_ok(object_graph("modelscope", image="keyframe", scheduler="euler_ancestral",
+                                   seed=7)).captured["11"]["samples"]
+    assert torch.equal(reseeded[:, :, 0], first[:, :, 0])
+    assert max_diff(reseeded[:, :, 1:], first[:, :, 1:]) > 1e-3
+
+
+def test_a_keyframe_of_another_size_is_cut_and_resized_to_the_clip(active):
+    """Width/height 0: the model's own size; the keyframe becomes what ImageScale (Lanczos,
+    center crop) makes of it at that size."""
+    y, x = torch.meshgrid(torch.linspace(0, 1, 40), torch.linspace(0, 1, 56), indexing="ij")
+    OBJECTS["wide"] = torch.stack([x, y, x * y], dim=-1)[None]
+    direct = run_ok(object_graph("modelscope", image="wide", width=0, height=0))
+    prompt = object_graph("modelscope", image="wide", width=0, height=0)
+    prompt["5"] = {"class_type": "ImageScale", "inputs": {
+        "image": ["4", 0], "upscale_method": "lanczos", "width": SIZE, "height": SIZE,
+        "crop": "center"}}
+    prompt["10"]["inputs"]["keyframe"] = ["5", 0]
+    scaled = run_ok(prompt)
+    assert direct.captured["12"].shape == (8, SIZE, SIZE, 3)
+    assert torch.equal(direct.captured["11"]["samples"], scaled.captured["11"]["samples"])
+
+
+def test_windowed_clips_anchor_frame_0_of_the_whole_clip(active, tiny):
+    frames, length, overlap = 9, 4, 2
+    windows = ContextWindows(frames, length, overlap)
+    with UNetInputs(tiny["modelscope"].pipe.unet) as frame0:
+        run = run_ok(object_graph("modelscope", image="keyframe", frames=frames,
+                                  context_length=length, context_overlap=overlap))
+    key = keyframe_latent(tiny, keyframe())
+    latents = run.captured["11"]["samples"]
+    assert latents.shape[2] == frames
+    assert torch.equal(latents[:, :, 0], key)
+    # One UNet call per window and step; the first window of each step holds frame 0.
+    assert len(frame0) == 3 * len(windows.slices)
+    firsts = frame0[::len(windows.slices)]
+    assert all(torch.equal(seen, key.expand_as(seen)) for seen in firsts)
+
+
+def test_a_keyframe_anchors_frame_0_of_an_animatediff_clip(active, tiny):
+    run = run_ok(graph("sd", cond="sd_cond", motion="motion", image="keyframe", frames=4))
+    assert torch.equal(run.captured["11"]["samples"][:, :, 0],
+                       keyframe_latent(tiny, keyframe(), "sd"))
