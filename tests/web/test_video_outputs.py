@@ -41,7 +41,7 @@ def test_the_example_video_plays_on_its_node_and_reopens_its_workflow(page):
     assert [n["type"] for n in found["nodes"]] == [n["type"] for n in EXAMPLE["nodes"]]
 
 
-@pytest.mark.parametrize("fmt", ["vp9-webm", "webp", "h265-mp4"])
+@pytest.mark.parametrize("fmt", ["vp9-webm", "webp", "h265-mp4", "gif"])
 def test_the_canvas_reads_the_workflow_kinema_embeds(page, folders, fmt):
     writer = Frames.writer(64, 48, 8)
     writer.append(clip(6, 64, 48))
@@ -52,3 +52,18 @@ def test_the_canvas_reads_the_workflow_kinema_embeds(page, folders, fmt):
     found = workflow_in_page(page, path.name, path.read_bytes())
     assert found is not None, f"{fmt}: the canvas found no workflow"
     assert len(found["nodes"]) == len(EXAMPLE["nodes"])
+
+
+def test_the_gif_reader_finds_the_comment_extension(page, folders):
+    writer = Frames.writer(40, 30, 8)
+    writer.append(clip(4, 40, 30))
+    result = VideoEncode().encode(writer.finish(), "meta", "gif", extra_pnginfo={
+        "workflow": EXAMPLE})
+    entry = result["ui"]["images"][0]
+    data = (folders.output / entry["subfolder"] / entry["filename"]).read_bytes()
+    keys = page.evaluate("""async (b64) => {
+        const m = await import("/scripts/metadata.js");
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        return m.gifComments(bytes).map((e) => e[0]);
+    }""", base64.b64encode(data).decode())
+    assert keys == ["comment"]

@@ -203,6 +203,37 @@ export function webpMetadata(data) {
   return entries;
 }
 
+/** GIF comment extensions (Kinema's encoder writes its workflow into one), as [key, text]. */
+export function gifComments(data) {
+  const bytes = asBytes(data), entries = [];
+  if (bytes.length < 13 || fourcc(bytes, 0) !== "GIF8") return entries;
+  const colourTable = (flags) => (flags & 0x80 ? 3 * 2 ** ((flags & 7) + 1) : 0);
+  // Data sub-blocks (a size byte, then that many bytes) up to a zero: [their bytes if
+  // kept, the position after them]. Image data is only skipped.
+  const subBlocks = (pos, keep) => {
+    const parts = [];
+    while (pos < bytes.length && bytes[pos] !== 0) {
+      if (keep) parts.push(...bytes.subarray(pos + 1, pos + 1 + bytes[pos]));
+      pos += 1 + bytes[pos];
+    }
+    return [Uint8Array.from(parts), pos + 1];
+  };
+  let pos = 13 + colourTable(bytes[10]);
+  while (pos < bytes.length) {
+    if (bytes[pos] === 0x21) { // an extension: its label, then sub-blocks
+      const comment = bytes[pos + 1] === 0xfe;
+      const [body, next] = subBlocks(pos + 2, comment);
+      if (comment) entries.push(["comment", utf8.decode(body)]);
+      pos = next;
+    } else if (bytes[pos] === 0x2c) { // an image: descriptor, colours, LZW size, sub-blocks
+      pos = subBlocks(pos + 10 + colourTable(bytes[pos + 9]) + 1, false)[1];
+    } else {
+      break; // the trailer (0x3b), or damage
+    }
+  }
+  return entries;
+}
+
 function exifStrings(chunk) {
   const tiff = latin1.decode(chunk.subarray(0, 6)) === "Exif\0\0" ? chunk.subarray(6) : chunk;
   const view = viewOf(tiff), little = fourcc(tiff, 0).startsWith("II"), entries = [];
@@ -274,6 +305,7 @@ export const workflowFromPng = withScan(pngTextChunks);
 export const workflowFromMp4 = withScan(mp4Metadata);
 export const workflowFromWebm = withScan(webmTags);
 export const workflowFromWebp = withScan(webpMetadata);
+export const workflowFromGif = withScan(gifComments);
 
 // Files larger than this are read as their first and last parts: container metadata lives
 // at one end (MP4 moov, Matroska Tags), and reading gigabytes of frames would stall the page.
@@ -283,6 +315,7 @@ const END_PART = 32 * 2 ** 20;
 function readerFor(head) {
   if (head.length >= 8 && viewOf(head).getUint32(0) === 0x89504e47) return workflowFromPng;
   if (fourcc(head, 0) === "RIFF" && fourcc(head, 8) === "WEBP") return workflowFromWebp;
+  if (fourcc(head, 0) === "GIF8") return workflowFromGif;
   if (viewOf(head).getUint32(0) === 0x1a45dfa3) return workflowFromWebm;
   if (["ftyp", "moov", "mdat", "free", "wide"].includes(fourcc(head, 4))) return workflowFromMp4;
   return null;
