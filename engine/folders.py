@@ -6,10 +6,11 @@ Every file a node or the server reads or writes by a user-given name goes throug
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,22 @@ class Folders:
     def ensure(self) -> None:
         for path in (self.input, self.output, self.temp, self.models):
             path.mkdir(parents=True, exist_ok=True)
+
+
+def files_stamp(paths: Iterable[Path]) -> str:
+    """A digest of the files' names, sizes and modification times: it changes when any of
+    them changes, without reading their contents (gigabytes of weights or video)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def path_stamp(path: Path) -> str:
+    """``files_stamp`` of a file, or of every file inside a folder (a diffusers model)."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return files_stamp(files)
 
 
 def resolve_inside(root: Path, name: str) -> Path:

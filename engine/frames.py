@@ -207,15 +207,21 @@ class Frames:
         """Frames ``start:stop`` as float32 ``[n,H,W,C]`` in 0..1."""
         return to_float(self.read_raw(start, stop))
 
-    def chunks(self, size: int | None = None, overlap: int = 0,
-               ) -> Iterator[tuple[int, torch.Tensor]]:
-        """``(start, frames)`` for consecutive chunks of ``size`` new frames, each preceded by
-        up to ``overlap`` frames of the previous chunk (so ``start`` may be before the new ones).
-        """
+    def raw_chunks(self, size: int | None = None, overlap: int = 0,
+                   ) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start, frames)`` for consecutive chunks of ``size`` new frames in the stored
+        dtype, each preceded by up to ``overlap`` frames of the previous chunk (so ``start``
+        may be before the new ones)."""
         size = size or self.chunk_frames()
         for first in range(0, self.length, size):
             begin = max(first - overlap, 0)
-            yield begin, self.read(begin, min(first + size, self.length))
+            yield begin, self.read_raw(begin, min(first + size, self.length))
+
+    def chunks(self, size: int | None = None, overlap: int = 0,
+               ) -> Iterator[tuple[int, torch.Tensor]]:
+        """``raw_chunks`` as float32 tensors ``[n,H,W,C]`` in 0..1 (the IMAGE convention)."""
+        for start, raw in self.raw_chunks(size, overlap):
+            yield start, to_float(raw)
 
     def chunk_frames(self, chunk_bytes: int = CHUNK_BYTES) -> int:
         """Frames in a chunk of about ``chunk_bytes`` as float32 (at least one)."""
@@ -297,7 +303,7 @@ class FramesWriter:
         if frames.dtype == np.uint8:
             return (frames.astype(np.float32) / 255).astype(target)
         if self.dtype == "uint8":
-            return (np.clip(frames.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
+            return to_uint8(frames)
         return frames.astype(target)
 
     def _flush(self, count: int) -> None:
@@ -344,6 +350,13 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def to_uint8(array: np.ndarray) -> np.ndarray:
+    """Frames as uint8: uint8 ones as they are, floats in 0..1 rounded to 0..255."""
+    if array.dtype == np.uint8:
+        return array
+    return (np.clip(array.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
 
 
 def to_float(array: np.ndarray) -> torch.Tensor:

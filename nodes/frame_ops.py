@@ -314,10 +314,9 @@ class FramesCrop:
                 f"{frames.width}x{frames.height} frames of input 'frames': keep x + width <= "
                 f"{frames.width} and y + height <= {frames.height}")
         writer = _writer_like(frames, audio=frames.audio, width=width, height=height)
-        for start, stop in _spans(0, len(frames), chunk_length(frames)):
-            raw = frames.read_raw(start, stop)
+        for start, raw in frames.raw_chunks(chunk_length(frames)):
             writer.append(np.ascontiguousarray(raw[:, y:y + height, x:x + width]))
-            report_progress(stop, len(frames))
+            report_progress(start + len(raw), len(frames))
         return (writer.finish(),)
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.folders import active_folders
-from engine.frames import Frames
+from engine.folders import active_folders, path_stamp
+from engine.frames import Frames, to_uint8
 from nodes.imaging import report_progress
 from nodes.video import flow
 from nodes.video.rife import RifeInterpolator, load_ifnet
@@ -55,8 +55,8 @@ def interpolate_frames(frames: Frames, interpolate_pair: PairInterpolator, step:
     """
     writer = Frames.writer(frames.width, frames.height, fps, "uint8", audio=frames.audio)
     total = len(frames)
-    for start, chunk in frames.chunks(chunk_size or frames.chunk_frames(), overlap=1):
-        originals = _to_uint8(chunk.numpy())
+    for start, chunk in frames.raw_chunks(chunk_size, overlap=1):
+        originals = to_uint8(chunk)
         end = start + len(originals)
         for index in range(start, end - 1):
             a, b = originals[index - start], originals[index - start + 1]
@@ -91,23 +91,15 @@ def _frames_between(a: np.ndarray, b: np.ndarray, times: list[Fraction],
     return [a, *made] if times and times[0] == 0 else made
 
 
-def _to_uint8(chunk: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(chunk * 255.0), 0, 255).astype(np.uint8)
-
-
 def _as_fraction(value: float) -> Fraction:
     return Fraction(value).limit_denominator(FPS_DENOMINATOR)
 
 
 @lru_cache(maxsize=1)
-def _loaded_rife(path: Path, stamp: tuple[int, int]) -> RifeInterpolator:
-    """The last RIFE model used, kept while its file is unchanged (``stamp``: size, mtime)."""
+def _loaded_rife(path: Path, stamp: str) -> RifeInterpolator:
+    """The last RIFE model used, kept while its file is unchanged (``stamp``: its
+    ``path_stamp``)."""
     return RifeInterpolator(load_ifnet(path, path.name))
-
-
-def _stamp(path: Path) -> tuple[int, int]:
-    info = path.stat()
-    return info.st_size, info.st_mtime_ns
 
 
 class FrameInterpolate:
@@ -173,7 +165,7 @@ class FrameInterpolate:
     @classmethod
     def IS_CHANGED(cls, method: str = METHODS[0], rife_model: str = NO_MODEL) -> str:
         path = active_folders().model_path(MODEL_KIND, rife_model) if method == "rife" else None
-        return "" if path is None else str(_stamp(path))
+        return "" if path is None else path_stamp(path)
 
     def interpolate(self, frames: Frames, method: str = METHODS[0], multiplier: int = 2,
                     target_fps: float = 0.0, rife_model: str = NO_MODEL,
@@ -203,7 +195,7 @@ class FrameInterpolate:
             path = active_folders().model_path(MODEL_KIND, rife_model)
             if path is None or not path.is_file():
                 raise ValueError(FrameInterpolate.VALIDATE_INPUTS(method, rife_model))
-            return _loaded_rife(path, _stamp(path)).interpolate_pair
+            return _loaded_rife(path, path_stamp(path)).interpolate_pair
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.folders import active_folders
+from engine.folders import active_folders, path_stamp
 from nodes.diffusion.bundle import KINEMA_MODEL, KINEMA_MOTION, ModelBundle, MotionModule
 from nodes.diffusion.families import (
     CHECKPOINTS_DIR,
@@ -78,11 +78,7 @@ def resolve_model(name: str) -> Path | None:
 
 
 def _stamp(path: Path | None) -> str:
-    """Size and modification time of a file, or of every file in a folder."""
-    if path is None:
-        return "missing"
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    return "missing" if path is None else path_stamp(path)
 
 
 def _combo(choices: list[str], tooltip: str) -> tuple:

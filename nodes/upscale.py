@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from engine.folders import active_folders
+from engine.folders import active_folders, path_stamp
 from engine.frames import FRAMES, Frames
 from nodes.diffusion.device import inference_device, inference_dtype
 from nodes.diffusion.families import ModelLoadError
@@ -169,10 +169,7 @@ class FrameUpscale:
     @classmethod
     def IS_CHANGED(cls, method: str, upscale_model: str) -> str:
         path = active_folders().model_path(UPSCALE, upscale_model) if method == "model" else None
-        if path is None:
-            return ""
-        stat = path.stat()
-        return f"{stat.st_size}:{stat.st_mtime_ns}"
+        return "" if path is None else path_stamp(path)
 
     def upscale(self, frames: Frames, method: str, scale: int, upscale_model: str = NO_MODEL,
                 tile_size: int = 512, tile_overlap: int = 32) -> tuple[Frames]:

@@ -8,9 +8,8 @@ encoder copies that part into its output.
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +22,10 @@ from engine.folders import (
     VIDEO_EXTENSIONS,
     UnsafePathError,
     active_folders,
+    files_stamp,
     resolve_inside,
 )
-from engine.frames import CHUNK_BYTES, AudioSource, Frames, FramesWriter
+from engine.frames import CHUNK_BYTES, AudioSource, Frames, FramesWriter, to_uint8
 from nodes.image_io import check_input_file, resolve_annotated
 from nodes.imaging import MAX_RESOLUTION, pil_to_tensor, report_progress, resample
 
@@ -93,7 +93,7 @@ class FrameSink:
     def add(self, frame: np.ndarray) -> None:
         """One frame ``[H,W,3]``: uint8, or float in 0..1 for deeper sources."""
         if self.dtype == "uint8" and frame.dtype != np.uint8:
-            frame = (np.clip(frame, 0, 1) * 255).round().astype(np.uint8)
+            frame = to_uint8(frame)
         elif self.dtype != "uint8" and frame.dtype == np.uint8:
             frame = frame.astype(np.float32) / 255
         self._batch.append(frame)
@@ -132,16 +132,6 @@ class FrameSink:
         shrinking = self.width <= frame.shape[1] and self.height <= frame.shape[0]
         out = resample(x, self.width, self.height, "area" if shrinking else "bicubic")
         return out.movedim(1, -1).clamp(0, 1)
-
-
-def _file_signature(paths: Iterable[Path]) -> str:
-    """Names, sizes and modification times: a changed file changes it, without reading
-    gigabytes of video on every run the way a content hash would."""
-    digest = hashlib.sha256()
-    for path in paths:
-        stat = path.stat()
-        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
 
 
 class LoadVideo:
@@ -201,7 +191,7 @@ class LoadVideo:
 
     @classmethod
     def IS_CHANGED(cls, video: str, **_: Any) -> str:
-        return _file_signature([resolve_annotated(video)])
+        return files_stamp([resolve_annotated(video)])
 
     @classmethod
     def VALIDATE_INPUTS(cls, video: str) -> bool | str:
@@ -308,7 +298,7 @@ class LoadImageSequence:
 
     @classmethod
     def IS_CHANGED(cls, directory: str, **_: Any) -> str:
-        return _file_signature(sequence_files(cls._folder(directory)))
+        return files_stamp(sequence_files(cls._folder(directory)))
 
     @classmethod
     def VALIDATE_INPUTS(cls, directory: str) -> bool | str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from tools.tiny_world import BACKGROUNDS, COLOURS, TRAVEL, Scene
@@ -72,8 +73,6 @@ def _nearest(rgb: np.ndarray, palette: dict[str, tuple[int, int, int]]) -> str:
 
 
 def _shape(mask: np.ndarray) -> str | None:
-    import cv2  # loaded by whoever detects, as in nodes/video
-
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_NONE)
     if not contours:

@@ -77,7 +77,6 @@ class Trainer:
         self.s = settings
         self.modules = {k: m.to(settings.device) for k, m in modules.items()}
         params = [p for name in trainable for p in self.modules[name].parameters()]
-        self.trainable = trainable
         self.optimiser = torch.optim.AdamW(params, lr=settings.lr, weight_decay=1e-4)
         self.step = 0
         self.rng = np.random.default_rng(settings.seed)

@@ -18,7 +18,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from engine.frames import Frames
+from engine.frames import Frames, to_uint8
 from nodes.imaging import encode_png
 from nodes.video.audio import AudioCopier
 from nodes.video.formats import VideoFormat
@@ -65,10 +65,9 @@ def encode_video(frames: Frames, path: Path, fmt: VideoFormat, settings: EncodeS
         if frames.audio is not None and fmt.audio_codec:
             audio = AudioCopier(frames.audio, container, fmt.audio_codec,
                                 len(frames) / settings.fps)
-        step = frames.chunk_frames()
-        for start in range(0, len(frames), step):
-            stop = min(start + step, len(frames))
-            for index, pixels in enumerate(frames.read_raw(start, stop), start):
+        for start, chunk in frames.raw_chunks():
+            stop = start + len(chunk)
+            for index, pixels in enumerate(chunk, start):
                 frame = to_frame(pixels)
                 frame.pts = index
                 container.mux(stream.encode(frame))
@@ -139,9 +138,7 @@ def _rgb(pixels: np.ndarray, deep: bool = False) -> np.ndarray:
         if rgb.dtype == np.uint8:
             return rgb.astype(np.uint16) * 257
         return (np.clip(rgb.astype(np.float32), 0, 1) * 65535).round().astype(np.uint16)
-    if rgb.dtype == np.uint8:
-        return np.ascontiguousarray(rgb)
-    return (np.clip(rgb.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
+    return np.ascontiguousarray(to_uint8(rgb))
 
 
 def _rgba(pixels: np.ndarray) -> np.ndarray:
@@ -171,10 +168,9 @@ def write_png_sequence(frames: Frames, folder: Path, texts: dict[str, str], comp
     returns the file names."""
     names = []
     digits = max(5, math.ceil(math.log10(len(frames) + 1)))
-    step = frames.chunk_frames()
-    for start in range(0, len(frames), step):
-        stop = min(start + step, len(frames))
-        for index, pixels in enumerate(frames.read_raw(start, stop), start + 1):
+    for start, chunk in frames.raw_chunks():
+        stop = start + len(chunk)
+        for index, pixels in enumerate(chunk, start + 1):
             name = f"frame_{index:0{digits}}.png"
             image = Image.fromarray(_rgba(pixels) if pixels.shape[-1] in (2, 4)
                                     else _rgb(pixels))

@@ -8,8 +8,8 @@ const PAD = 6;
 const GRID_GAP = 4;
 const MAX_AUTO_HEIGHT = 640; // a node grows to show its preview, up to this tall
 const VIDEO_EXTENSIONS = /\.(mp4|webm|mov|mkv|m4v|ogv)$/i;
-// Files that may move: shown as elements so they play (a canvas draws one still frame).
-const PLAYING_EXTENSIONS = /\.(mp4|webm|mov|mkv|m4v|ogv|gif|webp)$/i;
+// Videos and these may move: shown as elements so they play (a canvas draws one still frame).
+const ANIMATED_IMAGE_EXTENSIONS = /\.(gif|webp)$/i;
 
 /** The file name a /view URL asks for. */
 function viewedName(url) {
@@ -59,7 +59,7 @@ function dropMedia(node) {
  */
 export function showImages(node, urls) {
   const name = urls.length === 1 ? viewedName(urls[0]) : "";
-  if (PLAYING_EXTENSIONS.test(name)) {
+  if (VIDEO_EXTENSIONS.test(name) || ANIMATED_IMAGE_EXTENSIONS.test(name)) {
     showMedia(node, { url: urls[0], filename: name });
     return;
   }
