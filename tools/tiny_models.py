@@ -3,8 +3,10 @@
 Everything is a stock diffusers/transformers class, saved in the layout the Kinema loaders
 read (a ``StableDiffusionPipeline`` folder for the keyframe model, a ``TextToVideoSDPipeline``
 folder for the temporal model), so the trained model needs no special path in Kinema. The
-sizes are chosen for CPU training: a VAE that halves the side twice (64 px → 16x16 latents),
-UNets of about a million parameters, a two-layer text encoder over the world's words.
+sizes are chosen for CPU training: a VAE that halves the side twice (64 px → 16x16x8 latents,
+a third of the pixels' numbers, so reconstruction is easy), UNets of about a million parameters
+that attend to the text at their coarser level only, a two-layer text encoder over the world's
+words.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tools.tiny_world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, SIZE
 
 TEXT_WIDTH = 64
 MAX_TOKENS = 16  # "a purple triangle moving right on a sky blue background" is 12 words
-LATENT_CHANNELS = 4
+LATENT_CHANNELS = 8
 VAE_FACTOR = 4
 GROUPS = 8
 
@@ -101,8 +103,8 @@ def keyframe_unet() -> UNet2DConditionModel:
     return UNet2DConditionModel(
         sample_size=SIZE // VAE_FACTOR, in_channels=LATENT_CHANNELS,
         out_channels=LATENT_CHANNELS, layers_per_block=1, block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=TEXT_WIDTH,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=TEXT_WIDTH,
         attention_head_dim=8, norm_num_groups=GROUPS)
 
 
@@ -110,8 +112,8 @@ def temporal_unet() -> UNet3DConditionModel:
     return UNet3DConditionModel(
         sample_size=SIZE // VAE_FACTOR, in_channels=LATENT_CHANNELS,
         out_channels=LATENT_CHANNELS, layers_per_block=1, block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), cross_attention_dim=TEXT_WIDTH,
+        down_block_types=("DownBlock3D", "CrossAttnDownBlock3D"),
+        up_block_types=("CrossAttnUpBlock3D", "UpBlock3D"), cross_attention_dim=TEXT_WIDTH,
         attention_head_dim=8, norm_num_groups=GROUPS)
 
 

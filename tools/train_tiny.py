@@ -2,18 +2,22 @@
 
     .venv/bin/python tools/train_tiny.py --stage all --work runs/tiny --out models/diffusers
 
-Three stages, each reproducible from ``--seed`` and resumable: a checkpoint (weights, optimiser,
+Two stages, each reproducible from ``--seed`` and resumable: a checkpoint (weights, optimiser,
 step, random states) is written to ``<work>/<stage>.pt`` every ``--save-every`` steps and picked
 up by the next run of the same stage.
 
-1. ``vae``: an AutoencoderKL (64 px → 16x16x4) learns to reconstruct tiny-world frames.
-2. ``keyframe``: the text encoder and a UNet2D learn the first frame of a caption's clip
-   (noise prediction on the frozen VAE's latents; 10% empty captions for guidance).
-3. ``temporal``: a UNet3D learns the whole clip from the caption, with frame 0 always the clean
-   keyframe latent in its input and left out of the loss: the motion is all it has to learn.
-   At generation the temporal denoiser anchors frame 0 to the keyframe the same way.
+1. ``vae``: an AutoencoderKL (64 px → 16x16x8) learns to reconstruct tiny-world frames; its
+   ``scaling_factor`` is then measured so that the latents the UNets see have unit variance.
+2. ``diffusion``: one text encoder and two UNets learn together, on the frozen VAE's latents
+   (noise prediction; 10% empty captions for guidance). The UNet2D learns the first frame of
+   a caption's clip (the keyframe). The UNet3D learns the whole clip, with frame 0 always the
+   clean keyframe latent in its input and left out of the loss: the motion is all it has to
+   learn; at generation the temporal denoiser anchors frame 0 to the keyframe the same way.
+   Sharing the text encoder means a prompt is encoded once for both models.
 
-Each finished stage exports what it completes as diffusers folders the Kinema loaders read:
+The learning rate warms up over the first steps and then follows a cosine down to a twentieth.
+
+The diffusion stage exports diffusers folders the Kinema loaders read:
 ``kinema-tiny-keyframe`` (StableDiffusionPipeline) and ``kinema-tiny-video``
 (TextToVideoSDPipeline), with a model card. Only training captions are used
 (``tools/tiny_world.py`` holds the held-out ones back).
@@ -39,9 +43,13 @@ sys.path.insert(0, str(ROOT))
 from tools import tiny_models  # noqa: E402
 from tools.tiny_world import FRAMES, Variation, render, training_scenes  # noqa: E402
 
-STAGES = ("vae", "keyframe", "temporal")
+STAGES = ("vae", "diffusion")
 KEYFRAME_FOLDER, VIDEO_FOLDER = "kinema-tiny-keyframe", "kinema-tiny-video"
+KEYFRAMES_PER_CLIP = 8  # a keyframe batch is cheap: a single frame, a 2D UNet
 UNCONDITIONAL = 0.1  # share of empty captions: what classifier-free guidance subtracts
+KL_WEIGHT = 1e-4  # per pixel value: enough to keep latents bounded, too little to blur them
+WARMUP = 100  # steps
+FINAL_LR = 0.05  # of the peak, at the last step
 
 
 @dataclass
@@ -78,12 +86,19 @@ class Trainer:
         self.modules = {k: m.to(settings.device) for k, m in modules.items()}
         params = [p for name in trainable for p in self.modules[name].parameters()]
         self.optimiser = torch.optim.AdamW(params, lr=settings.lr, weight_decay=1e-4)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimiser, self._lr_factor)
         self.step = 0
         self.rng = np.random.default_rng(settings.seed)
         torch.manual_seed(settings.seed)
         self.checkpoint = settings.work / f"{settings.stage}.pt"
         if self.checkpoint.is_file():
             self._resume()
+
+    def _lr_factor(self, step: int) -> float:
+        if step < WARMUP:
+            return (step + 1) / WARMUP
+        progress = min((step - WARMUP) / max(self.s.steps - WARMUP, 1), 1.0)
+        return FINAL_LR + (1 - FINAL_LR) * 0.5 * (1 + np.cos(np.pi * progress))
 
     def run(self, loss_fn: Callable[[np.random.Generator], torch.Tensor]) -> None:
         for module in self.modules.values():
@@ -95,12 +110,14 @@ class Trainer:
             self.optimiser.zero_grad(set_to_none=True)
             loss.backward()
             self.optimiser.step()
+            self.schedule.step()
             self.step += 1
             losses.append(loss.item())
             if self.step % 50 == 0 or self.step == self.s.steps:
                 rate = (self.step - last) / (time.perf_counter() - start)
                 print(f"[{self.s.stage}] step {self.step}/{self.s.steps} "
-                      f"loss {np.mean(losses):.4f} ({rate:.2f} steps/s)", flush=True)
+                      f"loss {np.mean(losses):.4f} lr {self.schedule.get_last_lr()[0]:.2e} "
+                      f"({rate:.2f} steps/s)", flush=True)
                 losses.clear()
             if self.step % self.s.save_every == 0 or self.step == self.s.steps:
                 self._save()
@@ -110,6 +127,7 @@ class Trainer:
     def _save(self) -> None:
         self.s.work.mkdir(parents=True, exist_ok=True)
         state = {"step": self.step, "optimiser": self.optimiser.state_dict(),
+                 "schedule": self.schedule.state_dict(),
                  "modules": {k: m.state_dict() for k, m in self.modules.items()},
                  "numpy_rng": json.dumps(self.rng.bit_generator.state),
                  "torch_rng": torch.get_rng_state()}
@@ -122,6 +140,7 @@ class Trainer:
         for name, module in self.modules.items():
             module.load_state_dict(state["modules"][name])
         self.optimiser.load_state_dict(state["optimiser"])
+        self.schedule.load_state_dict(state["schedule"])
         self.step = int(state["step"])
         self.rng.bit_generator.state = json.loads(state["numpy_rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -148,9 +167,22 @@ def train_vae(s: Settings) -> None:
         posterior = vae.encode(frames).latent_dist
         decoded = vae.decode(posterior.sample()).sample
         kl = posterior.kl().mean() / frames[0].numel()
-        return F.mse_loss(decoded, frames) + 1e-2 * kl
+        return F.mse_loss(decoded, frames) + KL_WEIGHT * kl
 
     trainer.run(loss)
+
+
+def trained_vae(s: Settings):
+    """The VAE stage's autoencoder, its ``scaling_factor`` set so latents have unit variance.
+
+    Measured on a fixed sample of clips, so every later stage (and its export) gets the same.
+    """
+    vae = load_stage(s.work, "vae", "vae", tiny_models.vae()).to(s.device)
+    _, clips = batch_of_clips(np.random.default_rng(0), 32)
+    with torch.no_grad():
+        latents = vae.encode(clips.flatten(0, 1)[::4].to(s.device)).latent_dist.mean
+    vae.register_to_config(scaling_factor=round(1.0 / latents.std().item(), 5))
+    return vae
 
 
 def _text(tokenizer, encoder, captions: list[str], rng: np.random.Generator,
@@ -166,53 +198,44 @@ def _latents(vae, pixels: torch.Tensor) -> torch.Tensor:
         return vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
 
 
-def train_keyframe(s: Settings) -> None:
+def train_diffusion(s: Settings) -> None:
     tokenizer = tiny_models.write_tokenizer(s.work / "tokenizer")
-    vae = load_stage(s.work, "vae", "vae", tiny_models.vae()).to(s.device)
+    vae = trained_vae(s)
     trainer = Trainer(s, {"text_encoder": tiny_models.text_encoder(len(tokenizer)),
-                          "unet": tiny_models.keyframe_unet()}, ["text_encoder", "unet"])
-    encoder, unet = trainer.modules["text_encoder"], trainer.modules["unet"]
+                          "keyframe_unet": tiny_models.keyframe_unet(),
+                          "temporal_unet": tiny_models.temporal_unet()},
+                      ["text_encoder", "keyframe_unet", "temporal_unet"])
+    encoder = trainer.modules["text_encoder"]
+    keyframe_unet = trainer.modules["keyframe_unet"]
+    temporal_unet = trainer.modules["temporal_unet"]
     noise_schedule = tiny_models.scheduler()
+    steps = noise_schedule.config.num_train_timesteps
 
-    def loss(rng: np.random.Generator) -> torch.Tensor:
-        captions, clips = batch_of_clips(rng, s.batch, frames=1)
-        latents = _latents(vae, clips[:, 0].to(s.device))
+    def noised(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         noise = torch.randn_like(latents)
-        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (len(latents),),
-                          device=s.device)
-        noisy = noise_schedule.add_noise(latents, noise, t)
+        t = torch.randint(0, steps, (len(latents),), device=s.device)
+        return noise_schedule.add_noise(latents, noise, t), noise, t
+
+    def keyframe_loss(rng: np.random.Generator) -> torch.Tensor:
+        captions, frames = batch_of_clips(rng, KEYFRAMES_PER_CLIP * s.batch, frames=1)
+        noisy, noise, t = noised(_latents(vae, frames[:, 0].to(s.device)))
         text = _text(tokenizer, encoder, captions, rng, s.device, UNCONDITIONAL)
-        return F.mse_loss(unet(noisy, t, text).sample, noise)
+        return F.mse_loss(keyframe_unet(noisy, t, text).sample, noise)
 
-    trainer.run(loss)
-    export_keyframe(s, tokenizer, vae, encoder, unet)
-
-
-def train_temporal(s: Settings) -> None:
-    tokenizer = tiny_models.write_tokenizer(s.work / "tokenizer")
-    vae = load_stage(s.work, "vae", "vae", tiny_models.vae()).to(s.device)
-    encoder = load_stage(s.work, "keyframe", "text_encoder",
-                         tiny_models.text_encoder(len(tokenizer))).to(s.device)
-    trainer = Trainer(s, {"unet": tiny_models.temporal_unet()}, ["unet"])
-    unet = trainer.modules["unet"]
-    noise_schedule = tiny_models.scheduler()
-
-    def loss(rng: np.random.Generator) -> torch.Tensor:
+    def temporal_loss(rng: np.random.Generator) -> torch.Tensor:
         captions, clips = batch_of_clips(rng, s.batch)
         b, f = clips.shape[:2]
         latents = _latents(vae, clips.flatten(0, 1).to(s.device))
         latents = latents.unflatten(0, (b, f)).transpose(1, 2)  # [B,C,F,h,w]
-        noise = torch.randn_like(latents)
-        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (b,), device=s.device)
-        noisy = noise_schedule.add_noise(latents, noise, t)
+        noisy, noise, t = noised(latents)
         noisy[:, :, 0] = latents[:, :, 0]  # the clean keyframe, as generation anchors it
-        with torch.no_grad():
-            text = _text(tokenizer, encoder, captions, rng, s.device, UNCONDITIONAL)
-        predicted = unet(noisy, t, text).sample
+        text = _text(tokenizer, encoder, captions, rng, s.device, UNCONDITIONAL)
+        predicted = temporal_unet(noisy, t, text).sample
         return F.mse_loss(predicted[:, :, 1:], noise[:, :, 1:])
 
-    trainer.run(loss)
-    export_video(s, tokenizer, vae, encoder, unet)
+    trainer.run(lambda rng: keyframe_loss(rng) + temporal_loss(rng))
+    export_keyframe(s, tokenizer, vae, encoder, keyframe_unet)
+    export_video(s, tokenizer, vae, encoder, temporal_unet)
 
 
 def export_keyframe(s: Settings, tokenizer, vae, encoder, unet) -> Path:
@@ -222,7 +245,7 @@ def export_keyframe(s: Settings, tokenizer, vae, encoder, unet) -> Path:
                                    tokenizer=tokenizer, unet=unet.cpu(),
                                    scheduler=tiny_models.scheduler(), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
-    return _export(pipe, s, KEYFRAME_FOLDER, "keyframe")
+    return _export(pipe, s, KEYFRAME_FOLDER)
 
 
 def export_video(s: Settings, tokenizer, vae, encoder, unet) -> Path:
@@ -231,27 +254,27 @@ def export_video(s: Settings, tokenizer, vae, encoder, unet) -> Path:
     pipe = TextToVideoSDPipeline(vae=vae.cpu(), text_encoder=encoder.cpu(),
                                  tokenizer=tokenizer, unet=unet.cpu(),
                                  scheduler=tiny_models.scheduler())
-    return _export(pipe, s, VIDEO_FOLDER, "temporal")
+    return _export(pipe, s, VIDEO_FOLDER)
 
 
-def _export(pipe, s: Settings, name: str, stage: str) -> Path:
+def _export(pipe, s: Settings, name: str) -> Path:
     folder = s.out / name
     # fp16 halves what the repository carries; the loaders cast to their own dtype.
     pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     (folder / "MODEL_CARD.md").write_text(
-        f"# {name}\n\nPart of Kinema-Tiny, trained by `tools/train_tiny.py` (stage {stage!r}, "
+        f"# {name}\n\nPart of Kinema-Tiny, trained by `tools/train_tiny.py` (stage {s.stage!r}, "
         f"{s.steps} steps, batch {s.batch}, lr {s.lr}, seed {s.seed}, on {s.device}).\n"
         "It knows only the tiny world of `tools/tiny_world.py`: six colours, three shapes, "
         "seven motions, three backgrounds; some colour-motion pairs were held out of "
         f"training to measure generalisation. {size / 1e6:.1f} MB.\n")
-    print(f"[{stage}] exported {folder} ({size / 1e6:.1f} MB)", flush=True)
+    print(f"[{s.stage}] exported {folder} ({size / 1e6:.1f} MB)", flush=True)
     return folder
 
 
-TRAINERS = {"vae": train_vae, "keyframe": train_keyframe, "temporal": train_temporal}
-DEFAULTS = {"vae": (2000, 16, 1e-3), "keyframe": (6000, 32, 5e-4),
-            "temporal": (6000, 8, 5e-4)}  # steps, batch, learning rate
+TRAINERS = {"vae": train_vae, "diffusion": train_diffusion}
+# steps, batch (frames for the VAE, clips for diffusion), learning rate
+DEFAULTS = {"vae": (2000, 16, 1e-3), "diffusion": (3500, 4, 5e-4)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@ Kinema loaders read like any other weights."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from nodes.diffusion.bundle import MODELSCOPE, SD1
@@ -26,7 +27,16 @@ def test_all_stages_export_models_the_loaders_read(tmp_path, capsys):
     shared = keyframe.pipe.text_encoder.state_dict()
     for name, tensor in video.pipe.text_encoder.state_dict().items():
         assert torch.equal(tensor, shared[name]), "one text encoder for both models"
-    assert "[temporal] step 2/2" in capsys.readouterr().out
+    assert "[diffusion] step 2/2" in capsys.readouterr().out
+
+
+def test_the_exported_vae_scales_latents_to_unit_variance(tmp_path):
+    train(tmp_path, 1)
+    vae = load_model(tmp_path / "out" / train_tiny.VIDEO_FOLDER, "video").pipe.vae.float()
+    _, clips = train_tiny.batch_of_clips(np.random.default_rng(7), 8)
+    with torch.no_grad():
+        latents = vae.encode(clips.flatten(0, 1)).latent_dist.mean
+    assert 0.8 < (latents * vae.config.scaling_factor).std().item() < 1.25
 
 
 def test_a_stage_resumes_where_its_checkpoint_stopped(tmp_path, capsys):
