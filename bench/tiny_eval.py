@@ -2,8 +2,9 @@
 
 For each caption of the training and held-out sets (``tools/tiny_world.py``), the graph
 KinemaModelLoader → KinemaTextEncode → KeyframeGenerator → TemporalDenoiser (the keyframe
-anchoring frame 0) runs with a fixed seed, and the detector (``tools/tiny_detect.py``) reads
-background, colour, shape and motion from the clip. Prints the accuracy of each per set, the
+anchoring frame 0; both models share the text encoder, so the prompt is encoded once) runs
+with a fixed seed, and the detector (``tools/tiny_detect.py``) reads background, colour,
+shape and motion from the clip. Prints the accuracy of each per set, the
 temporal smoothness (centroid jitter) and the generation time. Targets: colour and motion
 >= 90% on training captions and >= 75% on held-out ones.
 
@@ -49,14 +50,12 @@ def prompt(caption: str, seed: int, steps: int, cfg: float) -> dict[str, Any]:
         "2": {"class_type": "KinemaModelLoader", "inputs": {"model": VIDEO_FOLDER}},
         "3": {"class_type": "KinemaTextEncode",
               "inputs": {"model": ["1", 0], "prompt": caption, "negative_prompt": ""}},
-        "4": {"class_type": "KinemaTextEncode",
-              "inputs": {"model": ["2", 0], "prompt": caption, "negative_prompt": ""}},
         "5": {"class_type": "KeyframeGenerator",
               "inputs": {"model": ["1", 0], "conditioning": ["3", 0], "seed": seed,
                          "steps": steps, "cfg": cfg, "width": SIZE, "height": SIZE,
                          "scheduler": "ddim"}},
         "6": {"class_type": "TemporalDenoiser",
-              "inputs": {"model": ["2", 0], "conditioning": ["4", 0], "keyframe": ["5", 0],
+              "inputs": {"model": ["2", 0], "conditioning": ["3", 0], "keyframe": ["5", 0],
                          "frames": FRAMES, "steps": steps, "cfg": cfg, "min_cfg": 1.0,
                          "seed": seed, "scheduler": "ddim", "width": SIZE, "height": SIZE,
                          "fps": 8, "motion_bucket_id": 127, "noise_aug_strength": 0.02,
@@ -86,16 +85,16 @@ class CaptureClip:
 
 def graph_generator(models: Path, seed: int, steps: int, cfg: float,
                     ) -> Callable[[str], np.ndarray]:
-    """A function caption → uint8 clip that runs the Kinema graph over ``models``."""
+    """A function caption → uint8 clip that runs the Kinema graph over ``models`` (added to the
+    active folders' diffusers folders)."""
     import nodes
     from engine.executor import Executor
-    from engine.folders import Folders, use_folders
+    from engine.folders import active_folders
     from engine.graph import validate_prompt
     from engine.registry import build_registry
 
-    folders = Folders.under(ROOT)
-    folders.model_kinds["diffusers"] = ([models], folders.model_kinds["diffusers"][1])
-    use_folders(folders)
+    dirs, extensions = active_folders().model_kinds["diffusers"]
+    active_folders().model_kinds["diffusers"] = ([models, *dirs], extensions)
     registry = build_registry(nodes, entry_points=False)
     registry.register_mappings({"CaptureClip": CaptureClip}, source="bench")
     executor = Executor(registry)
@@ -183,6 +182,9 @@ def main() -> None:
                         help="torch threads; more collapse on a busy 2-core machine")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    from engine.folders import Folders, use_folders
+
+    use_folders(Folders.under(ROOT))
     generate = graph_generator(args.models, args.seed, args.steps, args.cfg)
     sets = {"training": sample(training_scenes(), args.limit, args.seed),
             "held-out": sample(held_out_scenes(), args.limit, args.seed)}

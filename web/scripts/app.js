@@ -60,7 +60,11 @@ class KinemaApp extends EventTarget {
     registerFrontendNodes(this);
     await registerNodeDefs(this, this.objectInfo);
     await this.loadFeatures();
-    if (!this.workflowLoaded) await this.loadWorkflow(await this.api.getWorkflow(DEFAULT_WORKFLOW));
+    if (!this.workflowLoaded) {
+      // ?workflow=NAME opens another example first (links to one; the browser tests use it).
+      const name = new URLSearchParams(location.search).get("workflow") || DEFAULT_WORKFLOW;
+      await this.loadWorkflow(await this.api.getWorkflow(name));
+    }
     await this.runHook("setup", this);
     this.isSetUp = true;
   }
