@@ -9,7 +9,7 @@ up by the next run of the same stage.
 1. ``vae``: an AutoencoderKL (64 px → 16x16x8) learns to reconstruct tiny-world frames; its
    ``scaling_factor`` is then measured so that the latents the UNets see have unit variance.
 2. ``diffusion``: one text encoder and two UNets learn together, on the frozen VAE's latents
-   (noise prediction; 10% empty captions for guidance). The UNet2D learns the first frame of
+   (v-prediction; 10% empty captions for guidance). The UNet2D learns the first frame of
    a caption's clip (the keyframe). The UNet3D learns the whole clip, with frame 0 always the
    clean keyframe latent in its input and left out of the loss: the motion is all it has to
    learn; at generation the temporal denoiser anchors frame 0 to the keyframe the same way.
@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import AutoencoderKL
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -174,7 +175,7 @@ def train_vae(s: Settings) -> None:
     trainer.run(loss)
 
 
-def trained_vae(s: Settings):
+def trained_vae(s: Settings) -> AutoencoderKL:
     """The VAE stage's autoencoder, its ``scaling_factor`` set so latents have unit variance.
 
     Measured on a fixed sample of clips, so every later stage (and its export) gets the same.
@@ -214,26 +215,28 @@ def train_diffusion(s: Settings) -> None:
     steps = noise_schedule.config.num_train_timesteps
 
     def noised(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Noisy latents, the velocity a v-prediction model must output, and the timesteps."""
         noise = torch.randn_like(latents)
         t = torch.randint(0, steps, (len(latents),), device=s.device)
-        return noise_schedule.add_noise(latents, noise, t), noise, t
+        return (noise_schedule.add_noise(latents, noise, t),
+                noise_schedule.get_velocity(latents, noise, t), t)
 
     def keyframe_loss(rng: np.random.Generator) -> torch.Tensor:
         captions, frames = batch_of_clips(rng, KEYFRAMES_PER_CLIP * s.batch, frames=1)
-        noisy, noise, t = noised(_latents(vae, frames[:, 0].to(s.device)))
+        noisy, velocity, t = noised(_latents(vae, frames[:, 0].to(s.device)))
         text = _text(tokenizer, encoder, captions, rng, s.device, UNCONDITIONAL)
-        return F.mse_loss(keyframe_unet(noisy, t, text).sample, noise)
+        return F.mse_loss(keyframe_unet(noisy, t, text).sample, velocity)
 
     def temporal_loss(rng: np.random.Generator) -> torch.Tensor:
         captions, clips = batch_of_clips(rng, s.batch)
         b, f = clips.shape[:2]
         latents = _latents(vae, clips.flatten(0, 1).to(s.device))
         latents = latents.unflatten(0, (b, f)).transpose(1, 2)  # [B,C,F,h,w]
-        noisy, noise, t = noised(latents)
+        noisy, velocity, t = noised(latents)
         noisy[:, :, 0] = latents[:, :, 0]  # the clean keyframe, as generation anchors it
         text = _text(tokenizer, encoder, captions, rng, s.device, UNCONDITIONAL)
         predicted = temporal_unet(noisy, t, text).sample
-        return F.mse_loss(predicted[:, :, 1:], noise[:, :, 1:])
+        return F.mse_loss(predicted[:, :, 1:], velocity[:, :, 1:])
 
     trainer.run(lambda rng: keyframe_loss(rng) + temporal_loss(rng))
     export_keyframe(s, tokenizer, vae, encoder, keyframe_unet)
@@ -276,7 +279,7 @@ def _export(pipe, s: Settings, name: str) -> Path:
 
 TRAINERS = {"vae": train_vae, "diffusion": train_diffusion}
 # steps, batch (frames for the VAE, clips for diffusion), learning rate
-DEFAULTS = {"vae": (2000, 16, 1e-3), "diffusion": (3500, 4, 5e-4)}
+DEFAULTS = {"vae": (2000, 16, 1e-3), "diffusion": (2000, 4, 5e-4)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -85,6 +85,16 @@ def test_page_loads_the_example_without_console_errors(page):
         assert page.locator(button).is_visible(), button
 
 
+def test_a_workflow_named_in_the_address_opens_instead_of_the_default(browser, live):
+    video = json.loads((ROOT / "workflows" / "video_basics.json").read_text())
+    fresh = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+    fresh.goto(live.url + "/?workflow=video_basics.json")
+    fresh.wait_for_function("window.kinema && window.kinema.workflowLoaded")
+    types = fresh.evaluate("window.kinema.graph._nodes.map((n) => n.type)")
+    assert sorted(types) == sorted(n["type"] for n in video["nodes"])
+    fresh.context.close()
+
+
 def test_add_by_search_wire_set_widgets_and_run(page):
     page.evaluate("window.kinema.graph.clear(); window.kinema.canvas.ds.offset = [0, 0]; "
                   "window.kinema.canvas.ds.scale = 1; window.kinema.canvas.setDirty(true, true)")
