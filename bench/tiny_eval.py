@@ -4,9 +4,9 @@ For each caption of the training and held-out sets (``tools/tiny_world.py``), th
 KinemaModelLoader → KinemaTextEncode → KeyframeGenerator → TemporalDenoiser (the keyframe
 anchoring frame 0; both models share the text encoder, so the prompt is encoded once) runs
 with a fixed seed, and the detector (``tools/tiny_detect.py``) reads background, colour,
-shape and motion from the clip. Prints the accuracy of each per set, the
-temporal smoothness (centroid jitter) and the generation time. Targets: colour and motion
->= 90% on training captions and >= 75% on held-out ones.
+shape and motion from the clip. Prints the accuracy of each per set, the temporal smoothness
+(centroid jitter) and the generation time. Targets: colour and motion >= 90% on training
+captions and >= 75% on held-out ones.
 
 Run: ``.venv/bin/python bench/tiny_eval.py [--models models/diffusers] [--limit N]
 [--steps 20] [--threads 1]``.
@@ -93,8 +93,9 @@ def graph_generator(models: Path, seed: int, steps: int, cfg: float,
     from engine.graph import validate_prompt
     from engine.registry import build_registry
 
-    dirs, extensions = active_folders().model_kinds["diffusers"]
-    active_folders().model_kinds["diffusers"] = ([models, *dirs], extensions)
+    kinds = active_folders().model_kinds
+    dirs, extensions = kinds["diffusers"]
+    kinds["diffusers"] = ([models, *dirs], extensions)
     registry = build_registry(nodes, entry_points=False)
     registry.register_mappings({"CaptureClip": CaptureClip}, source="bench")
     executor = Executor(registry)

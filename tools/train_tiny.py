@@ -212,12 +212,12 @@ def train_diffusion(s: Settings) -> None:
     keyframe_unet = trainer.modules["keyframe_unet"]
     temporal_unet = trainer.modules["temporal_unet"]
     noise_schedule = tiny_models.scheduler()
-    steps = noise_schedule.config.num_train_timesteps
+    timesteps = noise_schedule.config.num_train_timesteps
 
     def noised(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Noisy latents, the velocity a v-prediction model must output, and the timesteps."""
         noise = torch.randn_like(latents)
-        t = torch.randint(0, steps, (len(latents),), device=s.device)
+        t = torch.randint(0, timesteps, (len(latents),), device=s.device)
         return (noise_schedule.add_noise(latents, noise, t),
                 noise_schedule.get_velocity(latents, noise, t), t)
 
