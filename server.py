@@ -50,8 +50,8 @@ def serve(argv: list[str]) -> int:
     if warning:
         print(f"WARNING: {warning}", file=sys.stderr)
     server = PromptServer(config)
-    for name, error in server.runtime.registry.import_errors.items():
-        print(f"custom node pack {name} failed to load: {error}", file=sys.stderr)
+    for line in server.runtime.registry.failure_lines():
+        print(line, file=sys.stderr)
     if server.requeued or server.failed:
         print(f"recovered after a crash: {len(server.requeued)} prompt(s) re-queued, "
               f"{len(server.failed)} marked failed", file=sys.stderr)

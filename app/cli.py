@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from app.runtime import Runtime
 from engine.executor import ExecutionResult
 from engine.graph import ExecutionPlan, PromptError, error_entry, prepare_prompt
 from engine.workflow import WorkflowError, api_to_canvas, parse_workflow
+
+log = logging.getLogger(__name__)
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1
@@ -130,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     runtime = Runtime.create(output_dir=args.output_dir.resolve() if args.output_dir else None)
+    for line in runtime.registry.failure_lines():
+        log.warning(line)
     try:
         text, canvas = load_workflow_file(args.workflow)
         prompt = parse_workflow(text, runtime.registry)

@@ -181,6 +181,11 @@ def add_api_routes(router: web.UrlDispatcher, server: PromptServer, prefix: str 
             raise web.HTTPNotFound()
         return web.FileResponse(path, headers={"X-Content-Type-Options": "nosniff"})
 
+    async def get_plugins(_request: web.Request) -> web.Response:
+        registry = runtime.registry
+        return web.json_response({"packs": registry.plugin_report(),
+                                  "problems": registry.failure_lines()})
+
     async def post_free(request: web.Request) -> web.Response:
         body = await read_json(request) if request.can_read_body else {}
         if isinstance(body, dict) and (body.get("free_memory") or body.get("unload_models")):
@@ -228,6 +233,7 @@ def add_api_routes(router: web.UrlDispatcher, server: PromptServer, prefix: str 
         ("GET", "/extensions", get_extensions),
         ("GET", "/extensions/{pack}/{path:.+}", get_extension_file),
         ("POST", "/free", post_free),
+        ("GET", "/kinema/plugins", get_plugins),
         ("GET", "/workflows", get_workflows), ("GET", "/workflows/{name}", get_workflow),
         ("POST", "/workflow/canvas", post_workflow_canvas),
     ]

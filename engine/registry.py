@@ -12,7 +12,7 @@ import importlib.util
 import logging
 import sys
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -98,13 +98,19 @@ class NodeType:
 
     @property
     def return_names(self) -> tuple[str, ...]:
-        names = getattr(self.cls, "RETURN_NAMES", None)
-        return tuple(names) if names else self.return_types
+        """Output names; missing, empty or short RETURN_NAMES fall back to the type names."""
+        return _per_output(getattr(self.cls, "RETURN_NAMES", None), self.return_types, str)
 
     @property
     def output_is_list(self) -> tuple[bool, ...]:
-        flags = getattr(self.cls, "OUTPUT_IS_LIST", None)
-        return tuple(flags) if flags else (False,) * len(self.cls.RETURN_TYPES)
+        """Which outputs are lists; missing or short OUTPUT_IS_LIST means "not a list"."""
+        outputs = len(self.cls.RETURN_TYPES)
+        return _per_output(getattr(self.cls, "OUTPUT_IS_LIST", None), (False,) * outputs, bool)
+
+    @property
+    def output_tooltips(self) -> tuple[str, ...]:
+        return _per_output(getattr(self.cls, "OUTPUT_TOOLTIPS", None),
+                           ("",) * len(self.cls.RETURN_TYPES), str)
 
     @property
     def output_node(self) -> bool:
@@ -119,6 +125,7 @@ class NodeType:
         raw = self.cls.INPUT_TYPES()
         if not isinstance(raw, Mapping):
             raise NodeContractError(f"{self.name}.INPUT_TYPES() must return a dict")
+        # Other keys are ignored, as ComfyUI ignores them.
         return {section: dict(raw.get(section) or {}) for section in INPUT_SECTIONS}
 
     def inputs(self) -> dict[str, InputSpec]:
@@ -127,7 +134,9 @@ class NodeType:
         for section, entries in self.raw_input_types().items():
             for name, raw in entries.items():
                 if section == "hidden":
-                    specs[name] = InputSpec(name, str(raw), section, {})
+                    # "PROMPT", or ("PROMPT",) as some plugins write it
+                    kind = raw[0] if isinstance(raw, (tuple, list)) and raw else raw
+                    specs[name] = InputSpec(name, str(kind), section, {})
                 else:
                     specs[name] = parse_input_spec(name, section, raw)
         return specs
@@ -138,37 +147,62 @@ class NodeType:
 
 
 def _type_name(t: Any) -> str:
-    # A combo output (a list of choices) travels as the type "COMBO".
-    return "COMBO" if isinstance(t, (list, tuple)) else str(t)
+    # A combo output (a list of choices) travels as "COMBO"; ComfyUI reads an empty list as
+    # "any type". Plugins' own str subclasses (an "any" type) become plain names.
+    if isinstance(t, (list, tuple)):
+        return "COMBO" if t else "*"
+    return str(t)
+
+
+def _per_output(declared: Any, fallback: tuple[Any, ...], convert: Callable[[Any], Any],
+                ) -> tuple[Any, ...]:
+    """One entry per output, as ComfyUI reads them: entries past the outputs are ignored and
+    missing ones (an empty, short or absent declaration) take the fallback's."""
+    if isinstance(declared, str):  # ("image") is a string, not a 1-tuple
+        declared = (declared,)
+    if not isinstance(declared, (tuple, list)):
+        declared = ()
+    return tuple(convert(declared[i]) if i < len(declared) and declared[i] not in (None, "")
+                 else fallback[i] for i in range(len(fallback)))
 
 
 def check_node_class(name: str, cls: Any) -> None:
-    """Raise NodeContractError unless ``cls`` satisfies the classic node contract."""
+    """Raise NodeContractError unless ``cls`` is a node ComfyUI could list and run.
+
+    Loose declarations that ComfyUI accepts pass (lists for tuples, empty, short or missing
+    RETURN_NAMES / OUTPUT_IS_LIST / OUTPUT_TOOLTIPS, extra INPUT_TYPES keys); ``NodeType``
+    reads them as ComfyUI does. What fails is what could never work: no class, no
+    INPUT_TYPES / RETURN_TYPES / FUNCTION, a FUNCTION that is not a method, or an
+    INPUT_TYPES() that raises or returns something other than a dict of inputs.
+    """
     if not isinstance(cls, type):
         raise NodeContractError(f"{name}: expected a class, got {type(cls).__name__}")
     for attr in ("INPUT_TYPES", "RETURN_TYPES", "FUNCTION"):
         if not hasattr(cls, attr):
             raise NodeContractError(f"{name}: missing {attr}")
-    if not callable(getattr(cls, cls.FUNCTION, None)):
+    if not callable(getattr(cls, str(cls.FUNCTION), None)):
         raise NodeContractError(f"{name}: FUNCTION names {cls.FUNCTION!r}, which is not a method")
     if not isinstance(cls.RETURN_TYPES, (tuple, list)):
-        raise NodeContractError(f"{name}: RETURN_TYPES must be a tuple")
-    for attr in ("RETURN_NAMES", "OUTPUT_IS_LIST"):
-        value = getattr(cls, attr, None)
-        if value is not None and len(value) != len(cls.RETURN_TYPES):
-            raise NodeContractError(f"{name}: {attr} has {len(value)} entries for "
-                                    f"{len(cls.RETURN_TYPES)} RETURN_TYPES")
-    NodeType(name, cls, name).inputs()
+        hint = f" (write ({cls.RETURN_TYPES!r},))" if isinstance(cls.RETURN_TYPES, str) else ""
+        raise NodeContractError(f"{name}: RETURN_TYPES must be a tuple{hint}")
+    try:
+        NodeType(name, cls, name).inputs()
+    except NodeContractError:
+        raise
+    except Exception as exc:
+        raise NodeContractError(f"{name}: INPUT_TYPES() failed: {_describe(exc)}") from exc
 
 
 @dataclass
 class NodeRegistry:
-    """All node types known to one engine, with the plugins that failed to load."""
+    """All node types known to one engine, with the plugins and nodes that failed to load."""
 
     types: dict[str, NodeType] = field(default_factory=dict)
     import_errors: dict[str, str] = field(default_factory=dict)
+    node_errors: dict[str, dict[str, str]] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)
     web_dirs: dict[str, Path] = field(default_factory=dict)
+    packs: list[str] = field(default_factory=list)
 
     def __contains__(self, name: object) -> bool:
         return name in self.types
@@ -189,7 +223,7 @@ class NodeRegistry:
                 msg = (f"{source}: node type {name!r} is already provided by "
                        f"{existing.source}; the {source} version was not loaded")
                 self.conflicts.append(msg)
-                log.warning(msg)
+                log.debug(msg)
             return False
         self.types[name] = NodeType(name, cls, display_name or name, source)
         return True
@@ -197,16 +231,25 @@ class NodeRegistry:
     def register_mappings(self, mappings: Mapping[str, type],
                           display_names: Mapping[str, str] | None = None, *,
                           source: str = "builtin") -> None:
-        """Register a pack's NODE_CLASS_MAPPINGS; a class breaking the contract fails the pack."""
-        display_names = display_names or {}
+        """Register a pack's NODE_CLASS_MAPPINGS; a class breaking the contract is skipped
+        alone and recorded in ``node_errors[source]``, the rest of the pack loads."""
+        display_names = display_names if isinstance(display_names, Mapping) else {}
         for name, cls in mappings.items():
-            check_node_class(name, cls)
-        for name, cls in mappings.items():
-            self.register(name, cls, display_names.get(name), source=source)
+            try:
+                self.register(str(name), cls, display_names.get(name), source=source)
+            except NodeContractError as exc:
+                self.node_errors.setdefault(source, {})[str(name)] = str(exc)
+                log.debug("node %s of %s was not loaded: %s", name, source, exc)
+        if source not in self.packs:
+            self.packs.append(source)
 
     def register_module(self, module: ModuleType, source: str) -> None:
         mappings = getattr(module, "NODE_CLASS_MAPPINGS", None)
         if not isinstance(mappings, Mapping):
+            if hasattr(module, "comfy_entrypoint"):
+                raise NodeContractError(
+                    f"{source}: uses ComfyUI's V3 node API (comfy_entrypoint), which Kinema "
+                    "does not support; only NODE_CLASS_MAPPINGS packs load")
             raise NodeContractError(f"{source}: no NODE_CLASS_MAPPINGS dict")
         self.register_mappings(mappings, getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", None),
                                source=source)
@@ -214,6 +257,28 @@ class NodeRegistry:
         web_dir = getattr(module, "WEB_DIRECTORY", None)
         if web_dir and getattr(module, "__file__", None):
             self.web_dirs[source] = (Path(module.__file__).parent / web_dir).resolve()
+
+    def plugin_report(self) -> dict[str, dict[str, Any]]:
+        """Each plugin pack: whether it loaded, its nodes, and each refusal with its reason."""
+        report: dict[str, dict[str, Any]] = {}
+        for pack in [*self.packs, *self.import_errors]:
+            report[pack] = {
+                "loaded": pack not in self.import_errors,
+                "error": self.import_errors.get(pack),
+                "nodes": sorted(n for n, t in self.types.items() if t.source == pack),
+                "refused_nodes": dict(self.node_errors.get(pack, {})),
+                "conflicts": [c for c in self.conflicts if c.startswith(f"{pack}:")],
+            }
+        report.pop("builtin", None)
+        return report
+
+    def failure_lines(self) -> list[str]:
+        """One line per pack and per node that did not load, with the reason (for start-up)."""
+        lines = [f"custom node pack {pack} failed to load: {error}"
+                 for pack, error in self.import_errors.items()]
+        lines += [f"custom node pack {pack}: node {node} skipped: {why}"
+                  for pack, nodes in self.node_errors.items() for node, why in nodes.items()]
+        return lines + self.conflicts
 
     def web_directories(self) -> dict[str, Path]:
         """Plugin name → folder of its web extension, for plugins that declare one."""
@@ -262,7 +327,7 @@ def load_plugins(registry: NodeRegistry, folders: Iterable[Path]) -> None:
                 registry.register_module(import_plugin(path), source=name)
             except Exception as exc:
                 registry.import_errors[name] = _describe(exc)
-                log.warning("custom node pack %s failed to load: %s", name, exc)
+                log.debug("custom node pack %s failed to load: %s", name, exc)
 
 
 def load_entry_points(registry: NodeRegistry, group: str = ENTRY_POINT_GROUP) -> None:
@@ -281,7 +346,7 @@ def load_entry_points(registry: NodeRegistry, group: str = ENTRY_POINT_GROUP) ->
                 raise NodeContractError(f"entry point {ep.value} is neither a module nor a dict")
         except Exception as exc:
             registry.import_errors[ep.name] = _describe(exc)
-            log.warning("node entry point %s failed to load: %s", ep.name, exc)
+            log.debug("node entry point %s failed to load: %s", ep.name, exc)
 
 
 def _describe(exc: BaseException) -> str:
@@ -296,7 +361,8 @@ def build_registry(builtins: ModuleType, custom_node_folders: Iterable[Path] = (
     node code of its own.
     """
     registry = NodeRegistry()
-    registry.register_mappings(builtins.NODE_CLASS_MAPPINGS, builtins.NODE_DISPLAY_NAME_MAPPINGS)
+    for name, cls in builtins.NODE_CLASS_MAPPINGS.items():
+        registry.register(name, cls, builtins.NODE_DISPLAY_NAME_MAPPINGS.get(name))
     load_plugins(registry, custom_node_folders)
     if entry_points:
         load_entry_points(registry)

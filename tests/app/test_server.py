@@ -217,6 +217,19 @@ async def test_object_info_describes_nodes_like_comfyui(server):
     assert info["SlowPassthrough"]["python_module"] == "custom_nodes.slow"
 
 
+async def test_loosely_declared_plugins_load_and_refusals_are_listed(server):
+    async with aiohttp.ClientSession() as http:
+        darken = (await (await http.get(f"{server.url}/object_info/LooseDarken")).json())
+        plugins = await (await http.get(f"{server.url}/kinema/plugins")).json()
+    assert darken["LooseDarken"]["output_name"] == ["IMAGE", "INT"]
+    assert darken["LooseDarken"]["display_name"] == "Darken (loose pack)"
+    loose = plugins["packs"]["loose_pack"]
+    assert loose["loaded"] and "LooseDarken" in loose["nodes"]
+    assert "does_not_exist" in loose["refused_nodes"]["LooseBroken"]
+    line = next(p for p in plugins["problems"] if "LooseBroken" in p)
+    assert line in server.log_text()  # and said at start-up
+
+
 async def test_bad_prompts_get_400_with_the_structured_error(server):
     async with aiohttp.ClientSession() as http:
         cases = [

@@ -9,9 +9,17 @@ import pytest
 
 import nodes
 from app.runtime import Runtime
+from engine.cache import OutputCache
+from engine.executor import Executor
 from engine.folders import active_folders, use_folders
 from engine.graph import validate_prompt
-from engine.registry import NodeContractError, NodeRegistry, build_registry
+from engine.registry import (
+    NodeContractError,
+    NodeRegistry,
+    build_registry,
+    import_plugin,
+    load_plugins,
+)
 from tests.engine.toy_nodes import Number
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -109,3 +117,63 @@ def test_input_order_and_widgets():
     spec = registry.get("Number").inputs()["value"]
     assert spec.is_widget and spec.options["max"] == 100
     assert registry.get("Number").input_order() == ["value"]
+
+
+def loose_pack_registry() -> NodeRegistry:
+    registry = build_registry(nodes, entry_points=False)
+    module = import_plugin(FIXTURES / "server_nodes" / "loose_pack")
+    registry.register_module(module, source="loose_pack")
+    return registry
+
+
+def test_declarations_comfyui_accepts_load_and_run():
+    registry = loose_pack_registry()
+    darken = registry.get("LooseDarken")
+    # RETURN_NAMES = () and a short OUTPUT_IS_LIST read as ComfyUI reads them.
+    assert darken.return_names == ("IMAGE", "INT")
+    assert darken.output_is_list == (False, False)
+    assert list(darken.inputs()) == ["image", "amount", "node_id"]
+    assert registry.get("LooseAnything").return_types == ("*",)
+    prompt = {"1": {"class_type": "EmptyImage",
+                    "inputs": {"width": 8, "height": 4, "batch_size": 2, "color": 0xFFFFFF}},
+              "2": {"class_type": "LooseDarken", "inputs": {"image": ["1", 0], "amount": 0.25}},
+              "3": {"class_type": "LooseAnything", "inputs": {"value": ["2", 1]}},
+              "4": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    executor = Executor(registry, OutputCache(0))
+    result = executor.execute(validate_prompt(prompt, registry))
+    assert result.status == "success", result.error
+    assert result.outputs["3"]["text"] == ["int"]
+
+
+def test_a_broken_node_is_skipped_alone_with_its_reason():
+    registry = loose_pack_registry()
+    assert "LooseBroken" not in registry
+    assert "loose_pack" not in registry.import_errors
+    report = registry.plugin_report()["loose_pack"]
+    assert report["loaded"] and report["nodes"] == ["LooseAnything", "LooseDarken"]
+    assert "does_not_exist" in report["refused_nodes"]["LooseBroken"]
+    assert any(line.startswith("custom node pack loose_pack: node LooseBroken skipped")
+               for line in registry.failure_lines())
+
+
+def test_a_v3_only_pack_is_refused_with_a_clear_reason(tmp_path):
+    (tmp_path / "v3_pack.py").write_text("async def comfy_entrypoint():\n    return None\n")
+    registry = NodeRegistry()
+    load_plugins(registry, [tmp_path])
+    assert "V3 node API" in registry.import_errors["v3_pack"]
+
+
+def test_a_return_types_string_is_refused_with_the_fix():
+    class Oops:
+        RETURN_TYPES = ("IMAGE")  # a string: the comma is missing
+        FUNCTION = "run"
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {}}
+
+        def run(self):
+            return ()
+
+    with pytest.raises(NodeContractError, match=r"\('IMAGE',\)"):
+        NodeRegistry().register("Oops", Oops)
