@@ -127,12 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="NODE.INPUT=VALUE", help="override an input (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--custom-nodes", type=Path, action="append",
+                        help="a custom_nodes folder (repeatable; default ./custom_nodes)")
     return parser
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    runtime = Runtime.create(output_dir=args.output_dir.resolve() if args.output_dir else None)
+    runtime = Runtime.create(output_dir=args.output_dir.resolve() if args.output_dir else None,
+                             custom_nodes=args.custom_nodes)
     for line in runtime.registry.failure_lines():
         log.warning(line)
     try:

@@ -70,7 +70,7 @@ def add_api_routes(router: web.UrlDispatcher, server: PromptServer, prefix: str 
     store, queue, runtime = server.store, server.queue, server.runtime
 
     async def post_prompt(request: web.Request) -> web.Response:
-        body = await read_object(request)
+        body = server.trigger_on_prompt(await read_object(request))
         if "prompt" not in body:
             return bad_request("no_prompt", "No prompt provided", "the body needs a prompt")
         try:

@@ -1,7 +1,9 @@
 """The aiohttp server: ComfyUI's HTTP and WebSocket API over Kinema's engine.
 
 ``PromptServer.instance`` exists before plugins load, because ComfyUI plugins add routes to
-``PromptServer.instance.routes`` and call ``send_sync`` at import time.
+``PromptServer.instance.routes`` and call ``send_sync`` at import time. In a process that
+does not serve (``server.py run``) it is a ``HeadlessServer``: routes are never served and
+messages have no client, so plugins load and run there too.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import io
 import logging
 import struct
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -60,14 +63,38 @@ class ServerConfig:
         return self.base_dir / "user" / "kinema.sqlite"
 
 
+class HeadlessServer:
+    """``PromptServer.instance`` while nothing serves: what plugins touch, going nowhere."""
+
+    def __init__(self) -> None:
+        self.routes = web.RouteTableDef()
+        self.client_id: str | None = None
+        self.last_node_id: str | None = None
+        self.last_prompt_id: str | None = None
+        self.supports: list[str] = []
+        self.on_prompt_handlers: list[Callable[[dict], dict]] = []
+
+    def add_on_prompt_handler(self, handler: Callable[[dict], dict]) -> None:
+        self.on_prompt_handlers.append(handler)
+
+    def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
+        """No client listens: the message is dropped."""
+
+    async def send(self, event: str, data: Any, sid: str | None = None) -> None:
+        """No client listens: the message is dropped."""
+
+
 class PromptServer:
     """One server process: the queue, the worker, the websocket clients and the routes."""
 
-    instance: ClassVar[PromptServer]
+    instance: ClassVar[PromptServer | HeadlessServer]
 
     def __init__(self, config: ServerConfig):
         PromptServer.instance = self
         self.config = config
+        self.supports: list[str] = []
+        # ComfyUI's hook: each handler sees (and may rewrite) every POST /prompt body.
+        self.on_prompt_handlers: list[Callable[[dict], dict]] = []
         self.routes = web.RouteTableDef()
         self.sockets: dict[str, web.WebSocketResponse] = {}
         self.client_id: str | None = None
@@ -149,6 +176,24 @@ class PromptServer:
     def _status(self) -> dict[str, Any]:
         return {"status": {"exec_info": {"queue_remaining": self.queue.remaining()}}}
 
+    def add_on_prompt_handler(self, handler: Callable[[dict], dict]) -> None:
+        self.on_prompt_handlers.append(handler)
+
+    def trigger_on_prompt(self, body: dict) -> dict:
+        """The POST /prompt body after every plugin's on-prompt handler (a failing one is
+        logged and skipped, as in ComfyUI)."""
+        for handler in self.on_prompt_handlers:
+            try:
+                rewritten = handler(body)
+            except Exception:
+                log.exception("an on-prompt handler of a plugin failed")
+                continue
+            if isinstance(rewritten, dict):
+                body = rewritten
+            else:
+                log.warning("on-prompt handler %r returned no prompt body; ignored", handler)
+        return body
+
     def _broadcast_status(self) -> None:
         self.send_sync("status", self._status())
 
@@ -214,3 +259,6 @@ def encode_preview(image: Any) -> bytes | None:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format=fmt, quality=90)
     return struct.pack(">II", PREVIEW_IMAGE, IMAGE_TYPES[fmt]) + buffer.getvalue()
+
+
+PromptServer.instance = HeadlessServer()

@@ -1,7 +1,7 @@
 """ComfyUI plugin packs on Kinema: which load, which nodes are refused and why, which run.
 
-Each pack in DIR is loaded in a fresh process (the way ``server.py`` loads ``custom_nodes/``,
-with temporary input/output/models folders), so one pack's state cannot help or break the next.
+Each pack in DIR is loaded in a fresh process by a ``PromptServer``, as ``server.py`` loads
+``custom_nodes/`` (with temporary input/output/models folders), so one pack's state cannot help or break the next.
 Every node of the pack whose required inputs are IMAGE, MASK, LATENT, STRING, INT, FLOAT,
 BOOLEAN, a combo or ``*`` is then run once through Kinema's own validation and executor on a
 small input (a 1x64x64 RGB image, a 64x64 mask, a 1x4x8x8 latent, widgets at their defaults);
@@ -102,14 +102,16 @@ def measure_pack(pack: Path) -> dict[str, Any]:
     import logging
 
     logging.disable(logging.WARNING)
-    from app.runtime import Runtime
+    from app.server import PromptServer, ServerConfig
     from engine.graph import PromptError, validate_prompt
 
     with tempfile.TemporaryDirectory() as base:
         folder = Path(base) / "custom_nodes"
         folder.mkdir()
         (folder / pack.name).symlink_to(pack.resolve(), target_is_directory=pack.is_dir())
-        runtime = Runtime.create(base_dir=Path(base), custom_nodes=[folder], cache_bytes=0)
+        # As server.py loads plugins: PromptServer.instance exists for packs adding routes.
+        runtime = PromptServer(ServerConfig(base_dir=Path(base), custom_nodes=[folder],
+                                            cache_bytes=0)).runtime
         registry = runtime.registry
         for name, cls in _sources().items():
             registry.register(name, cls, source="bench")

@@ -87,3 +87,22 @@ def test_malformed_file_is_a_structured_error(tmp_path):
     proc = run_cli(str(path), "--quiet")
     assert proc.returncode == 2
     assert json.loads(proc.stderr)["error"]["type"] == "malformed_json"
+
+
+def test_plugins_that_add_routes_load_and_run_headless(tmp_path):
+    # routes_pack decorates PromptServer.instance.routes at import; loose_pack is declared
+    # as loosely as ComfyUI allows and has one broken node.
+    workflow = tmp_path / "loose.json"
+    workflow.write_text(json.dumps({
+        "1": {"class_type": "EmptyImage",
+              "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0xFFFFFF}},
+        "2": {"class_type": "LooseDarken", "inputs": {"image": ["1", 0], "amount": 0.5}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0],
+                                                    "filename_prefix": "loose"}}}))
+    proc = run_cli(str(workflow), "--output-dir", str(tmp_path), "--quiet",
+                   "--custom-nodes", str(ROOT / "tests" / "fixtures" / "server_nodes"))
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(proc.stdout.split()[0]) as img:
+        assert img.getpixel((0, 0)) == (128, 128, 128)
+    assert "routes_pack" not in proc.stderr  # loaded, not refused
+    assert "node LooseBroken skipped" in proc.stderr

@@ -199,7 +199,11 @@ async def test_plugin_routes_and_messages_through_prompt_server(server):
             response = await http.get(f"{server.url}/routes_pack/hello", params={"who": "k"})
             assert await response.json() == {"hello": "k"}
             message = await ws.receive_json(timeout=10)
+        queued = await http.post(f"{server.url}/prompt", json={"prompt": slow_prompt(0)})
+        assert queued.status == 200
+        seen = await (await http.get(f"{server.url}/routes_pack/seen")).json()
     assert message == {"type": "routes_pack.hello", "data": {"who": "k"}}
+    assert seen == [["1", "2", "3", "4", "5"]]  # the plugin's on-prompt handler saw it
 
 
 async def test_object_info_describes_nodes_like_comfyui(server):
