@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,15 +56,16 @@ def console() -> ConsoleLog:
     return ConsoleLog()
 
 
-@pytest.fixture
-def page(browser: Browser, live: LiveServer, console: ConsoleLog, request) -> Iterator[Page]:
-    """A fresh 1280x720 page on the canvas, ready; a screenshot is kept after the test."""
+@contextmanager
+def open_canvas(browser: Browser, live: LiveServer, console: ConsoleLog, request,
+                path: str) -> Iterator[Page]:
+    """A fresh 1280x720 page at ``path``, ready; a screenshot is kept after the test."""
     context = browser.new_context(viewport={"width": 1280, "height": 720},
                                   accept_downloads=True)
     page = context.new_page()
     page.on("console", console.on_console)
     page.on("pageerror", console.on_page_error)
-    page.goto(live.url + "/")
+    page.goto(live.url + path)
     page.wait_for_function("window.kinema && window.kinema.graph && "
                            "window.kinema.graph._nodes.length > 0", timeout=30_000)
     yield page
@@ -72,6 +74,23 @@ def page(browser: Browser, live: LiveServer, console: ConsoleLog, request) -> It
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
     context.close()
     assert console.errors == [], "the page logged errors"
+
+
+@pytest.fixture
+def page(browser: Browser, live: LiveServer, console: ConsoleLog, request) -> Iterator[Page]:
+    """The canvas on the small image example (``workflows/image_basics.json``), which the
+    tests edit and run: it runs in well under a second on a CPU."""
+    with open_canvas(browser, live, console, request, "/?workflow=image_basics.json") as page:
+        yield page
+
+
+@pytest.fixture
+def first_screen(browser: Browser, live: LiveServer, console: ConsoleLog,
+                 request) -> Iterator[Page]:
+    """The canvas as ``python server.py`` first shows it: the default example, opened by
+    ``DEFAULT_WORKFLOW`` in web/scripts/app.js (``workflows/video_basics.json``)."""
+    with open_canvas(browser, live, console, request, "/") as page:
+        yield page
 
 
 def screenshot_path(name: str) -> Path:

@@ -11,7 +11,10 @@ from playwright.sync_api import Page
 
 from tests.app.live_server import ROOT
 
+# The `page` fixture opens the image example (the tests edit and run it); the canvas opens
+# the video example first (`first_screen`).
 EXAMPLE = json.loads((ROOT / "workflows" / "image_basics.json").read_text())
+VIDEO_EXAMPLE = json.loads((ROOT / "workflows" / "video_basics.json").read_text())
 
 SLOW = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
@@ -76,22 +79,22 @@ def load(page: Page, workflow: dict) -> None:
     assert page.evaluate("(wf) => window.kinema.loadWorkflow(wf)", workflow)
 
 
-def test_page_loads_the_example_without_console_errors(page):
-    titles = page.evaluate("window.kinema.graph._nodes.map((n) => n.title)")
-    assert {"Size", "Blue frames", "Orange frames"} <= set(titles)
-    assert len(titles) == len(EXAMPLE["nodes"])
+def test_the_first_screen_opens_the_video_example_without_console_errors(first_screen):
+    # What `python server.py` shows first: the weights-free video example.
+    titles = first_screen.evaluate("window.kinema.graph._nodes.map((n) => n.title)")
+    assert sorted(titles) == sorted(n["title"] for n in VIDEO_EXAMPLE["nodes"])
     for button in ("#queue-button", "#interrupt-button", "#load-button", "#save-button",
                    "#examples-button", "#help-button"):
-        assert page.locator(button).is_visible(), button
+        assert first_screen.locator(button).is_visible(), button
 
 
 def test_a_workflow_named_in_the_address_opens_instead_of_the_default(browser, live):
-    video = json.loads((ROOT / "workflows" / "video_basics.json").read_text())
     fresh = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
-    fresh.goto(live.url + "/?workflow=video_basics.json")
+    fresh.goto(live.url + "/?workflow=image_basics.json")
     fresh.wait_for_function("window.kinema && window.kinema.workflowLoaded")
-    types = fresh.evaluate("window.kinema.graph._nodes.map((n) => n.type)")
-    assert sorted(types) == sorted(n["type"] for n in video["nodes"])
+    titles = fresh.evaluate("window.kinema.graph._nodes.map((n) => n.title)")
+    assert {"Size", "Blue frames", "Orange frames"} <= set(titles)
+    assert sorted(titles) == sorted(n["title"] for n in EXAMPLE["nodes"])
     fresh.context.close()
 
 
@@ -191,7 +194,8 @@ def test_saved_workflow_dragged_in_runs(page, browser, live):
 
     other = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
     other.goto(live.url + "/")
-    other.wait_for_function("window.kinema && window.kinema.graph")
+    # Once the default example has opened: a drop before that would be replaced by it.
+    other.wait_for_function("window.kinema && window.kinema.isSetUp")
     other.evaluate("window.kinema.graph.clear()")
     drop_file(other, "mine.json", json.dumps(workflow).encode(), "application/json")
     other.wait_for_function(f"window.kinema.graph._nodes.length === {len(workflow['nodes'])}")
@@ -227,7 +231,8 @@ def test_examples_menu_help_overlay_and_undo(page):
     page.click("#examples-button")
     items = page.locator("#examples-menu .example-item")
     items.first.wait_for()  # the list comes from GET /workflows
-    assert "image_basics.json" in items.evaluate_all("(els) => els.map((e) => e.dataset.name)")
+    names = items.evaluate_all("(els) => els.map((e) => e.dataset.name)")
+    assert {"image_basics.json", "video_basics.json"} <= set(names)
 
     page.keyboard.press("Escape")
     page.locator("#graph-canvas").click(position={"x": 5, "y": 700})

@@ -11,7 +11,6 @@ from engine.frames import Frames
 from nodes.encode import VideoEncode
 from nodes.video.pattern import clip
 from tests.app.live_server import ROOT
-from tests.web.test_canvas import load
 
 EXAMPLE = json.loads((ROOT / "workflows" / "video_basics.json").read_text())
 
@@ -24,8 +23,9 @@ def workflow_in_page(page, name: str, data: bytes) -> dict | None:
     }""", [name, base64.b64encode(data).decode()])
 
 
-def test_the_example_video_plays_on_its_node_and_reopens_its_workflow(page):
-    load(page, EXAMPLE)
+def test_the_example_video_plays_on_its_node_and_reopens_its_workflow(first_screen):
+    # The first screen opens this example: pressing Queue shows the video playing on its node.
+    page = first_screen
     page.click("#queue-button")
     page.wait_for_function("(() => { const el = window.kinema.nodeForApiId('4').kinemaMedia;"
                            " return el && el.tagName === 'VIDEO' && el.readyState >= 1; })()",
