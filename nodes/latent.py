@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 
 from nodes.diffusion.bundle import KINEMA_MODEL, ModelBundle
-from nodes.diffusion.latents import decode_latents, encode_images
 from nodes.imaging import MAX_RESOLUTION
 
 
@@ -51,6 +50,9 @@ class LatentDecode:
 
     def decode(self, model: ModelBundle, latent: dict, chunk_size: int = 8, tile: bool = False,
                tile_size: int = 512, tile_overlap: int = 64) -> tuple[torch.Tensor]:
+        # diffusers loads when the node runs, not with the nodes (nodes/diffusion/__init__.py).
+        from nodes.diffusion.latents import decode_latents
+
         return (decode_latents(model, latent["samples"], chunk_size,
                                tile_size if tile else 0, tile_overlap),)
 
@@ -76,6 +78,9 @@ class LatentEncode:
 
     def encode(self, model: ModelBundle, image: torch.Tensor, chunk_size: int = 8,
                ) -> tuple[dict[str, torch.Tensor]]:
+        # diffusers loads when the node runs, not with the nodes (nodes/diffusion/__init__.py).
+        from nodes.diffusion.latents import encode_images
+
         return ({"samples": encode_images(model, image, chunk_size)},)
 
 

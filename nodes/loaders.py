@@ -22,7 +22,6 @@ from nodes.diffusion.families import (
     ModelLoadError,
     is_sidecar,
 )
-from nodes.diffusion.loading import load_model, load_motion_adapter
 
 CHECKPOINTS, DIFFUSERS, MOTION = "checkpoints", "diffusers", "motion"
 # A folder holding one of these is a model: its inner files are not listed on their own.
@@ -124,6 +123,9 @@ class KinemaModelLoader:
         path = resolve_model(model)
         if path is None:
             raise ModelLoadError(self.VALIDATE_INPUTS(model))
+        # diffusers loads when the node runs, not with the nodes (nodes/diffusion/__init__.py).
+        from nodes.diffusion.loading import load_model
+
         return (load_model(path, model),)
 
 
@@ -161,6 +163,9 @@ class MotionAdapterLoader:
         path = active_folders().model_path(MOTION, motion_adapter)
         if path is None:
             raise ModelLoadError(self.VALIDATE_INPUTS(motion_adapter))
+        # diffusers loads when the node runs, not with the nodes (nodes/diffusion/__init__.py).
+        from nodes.diffusion.loading import load_motion_adapter
+
         return (load_motion_adapter(path, motion_adapter),)
 
 

@@ -17,7 +17,6 @@ from nodes.diffusion.bundle import (
     MotionModule,
 )
 from nodes.diffusion.schedulers import SCHEDULER_NAMES
-from nodes.diffusion.video import VideoSettings, decode_video, generate, to_latent_layout
 from nodes.diffusion.windows import BLENDS
 from nodes.imaging import MAX_RESOLUTION
 
@@ -135,6 +134,9 @@ class TemporalDenoiser:
                 conditioning: Conditioning | None = None,
                 motion: MotionModule | None = None, keyframe: torch.Tensor | None = None,
                 ) -> tuple[dict, torch.Tensor]:
+        # diffusers loads when the node runs, not with the nodes (nodes/diffusion/__init__.py).
+        from nodes.diffusion.video import VideoSettings, decode_video, generate, to_latent_layout
+
         settings = VideoSettings(
             frames=frames, steps=steps, cfg=cfg, min_cfg=min_cfg, seed=seed, scheduler=scheduler,
             width=width, height=height, fps=fps, motion_bucket_id=motion_bucket_id,

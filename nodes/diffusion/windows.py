@@ -21,10 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import (
-    retrieve_timesteps,
-)
-from diffusers.utils.torch_utils import randn_tensor
 
 from engine.context import current_context
 
@@ -223,6 +219,12 @@ def denoise_svd(pipe: Any, windows: ContextWindows, *, image: Any, height: int, 
                 fps: int, motion_bucket_id: int, noise_aug_strength: float,
                 generator: torch.Generator, callback_on_step_end: StepEnd) -> torch.Tensor:
     """``StableVideoDiffusionPipeline.__call__(output_type="latent")`` over context windows."""
+    # Imported here, where a pipeline is already loaded: listing BLENDS loads no diffusers.
+    from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import (
+        retrieve_timesteps,
+    )
+    from diffusers.utils.torch_utils import randn_tensor
+
     num_frames = windows.frames
     # 1. Check inputs. Raise error if not correct
     pipe.check_inputs(image, height, width)
