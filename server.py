@@ -12,6 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
+from aiohttp import web  # noqa: F401  (plugins use server.web, as in ComfyUI's module)
+
 from app.security import startup_warning
 from app.server import PromptServer, ServerConfig
 from engine.folders import PROJECT_ROOT

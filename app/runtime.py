@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import comfy  # noqa: F401  (first: its finder refuses ComfyUI's internals clearly)
 import nodes
 from engine.cache import OutputCache
 from engine.executor import EventSink, Executor

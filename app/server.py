@@ -23,6 +23,7 @@ import torch
 from aiohttp import WSMsgType, web
 from PIL import Image
 
+from app.comfy_queue import ComfyPromptQueue
 from app.files import add_file_routes
 from app.queue import PromptQueue
 from app.routes import add_api_routes
@@ -31,6 +32,7 @@ from app.security import SecurityPolicy, client_max_size, security_middlewares
 from app.store import PromptStore
 from app.worker import InProcessWorker
 from engine.folders import PROJECT_ROOT
+from engine.registry import NodeRegistry
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +65,37 @@ class ServerConfig:
         return self.base_dir / "user" / "kinema.sqlite"
 
 
+class HeadlessPromptQueue:
+    """``prompt_queue`` while nothing serves: one workflow runs, nothing can be queued."""
+
+    @property
+    def currently_running(self) -> dict[int, tuple]:
+        return {}
+
+    def put(self, item: Any) -> None:
+        raise RuntimeError("a plugin tried to queue a prompt, but server.py run runs one "
+                           "workflow and has no queue; use the server")
+
+    def get_current_queue(self) -> tuple[list, list]:
+        return [], []
+
+    def get_tasks_remaining(self) -> int:
+        return 0
+
+
 class HeadlessServer:
     """``PromptServer.instance`` while nothing serves: what plugins touch, going nowhere."""
 
     def __init__(self) -> None:
         self.routes = web.RouteTableDef()
+        self.app = web.Application()
         self.client_id: str | None = None
         self.last_node_id: str | None = None
         self.last_prompt_id: str | None = None
         self.supports: list[str] = []
         self.on_prompt_handlers: list[Callable[[dict], dict]] = []
+        self.number = 0
+        self.prompt_queue = HeadlessPromptQueue()
 
     def add_on_prompt_handler(self, handler: Callable[[dict], dict]) -> None:
         self.on_prompt_handlers.append(handler)
@@ -102,20 +125,24 @@ class PromptServer:
         self.last_prompt_id: str | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.messages: asyncio.Queue[tuple[str, Any, str | None]] | None = None
-        self.runtime = Runtime.create(base_dir=config.base_dir, output_dir=config.output_dir,
-                                      custom_nodes=config.custom_nodes,
-                                      cache_bytes=config.cache_bytes)
+        self.number = 0  # ComfyUI's counter; plugins that queue prompts read and bump it
+        # Before plugins load: some add their routes to the application at import.
+        self.app = web.Application(middlewares=security_middlewares(config.policy),
+                                   client_max_size=client_max_size(config.policy))
         config.database.parent.mkdir(parents=True, exist_ok=True)
         self.store = PromptStore(config.database, max_history=config.max_history)
         self.requeued, self.failed = self.store.recover()
         self.queue = PromptQueue(self.store)
         self.queue.on_change(self._broadcast_status)
+        # Also before plugins load: some keep PromptServer.instance.prompt_queue at import.
+        self.prompt_queue = ComfyPromptQueue(self.store, self.queue, lambda: self.registry)
+        self.runtime = Runtime.create(base_dir=config.base_dir, output_dir=config.output_dir,
+                                      custom_nodes=config.custom_nodes,
+                                      cache_bytes=config.cache_bytes)
         self.worker = InProcessWorker(self.runtime, self.queue, self._on_worker_event)
-        self.app = self._build_app()
+        self._add_routes(self.app)
 
-    def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=security_middlewares(self.config.policy),
-                              client_max_size=client_max_size(self.config.policy))
+    def _add_routes(self, app: web.Application) -> None:
         for prefix in ("", "/api"):
             add_api_routes(app.router, self, prefix)
             add_file_routes(app.router, prefix)
@@ -125,7 +152,6 @@ class PromptServer:
         app.router.add_routes(self.routes)  # plugins' routes
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
-        return app
 
     def _add_static(self, router: web.UrlDispatcher) -> None:
         """The canvas: its own scripts and styles, and litegraph.js as npm installed it."""
@@ -175,6 +201,10 @@ class PromptServer:
 
     def _status(self) -> dict[str, Any]:
         return {"status": {"exec_info": {"queue_remaining": self.queue.remaining()}}}
+
+    @property
+    def registry(self) -> NodeRegistry:
+        return self.runtime.registry
 
     def add_on_prompt_handler(self, handler: Callable[[dict], dict]) -> None:
         self.on_prompt_handlers.append(handler)

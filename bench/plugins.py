@@ -1,7 +1,8 @@
 """ComfyUI plugin packs on Kinema: which load, which nodes are refused and why, which run.
 
 Each pack in DIR is loaded in a fresh process by a ``PromptServer``, as ``server.py`` loads
-``custom_nodes/`` (with temporary input/output/models folders), so one pack's state cannot help or break the next.
+``custom_nodes/`` (with temporary input/output/models folders), so one pack's state cannot
+help or break the next.
 Every node of the pack whose required inputs are IMAGE, MASK, LATENT, STRING, INT, FLOAT,
 BOOLEAN, a combo or ``*`` is then run once through Kinema's own validation and executor on a
 small input (a 1x64x64 RGB image, a 64x64 mask, a 1x4x8x8 latent, widgets at their defaults);
@@ -9,7 +10,8 @@ nodes that need other types (MODEL, CLIP, CONDITIONING, a pack's own types ...) 
 "not runnable here". Prints one row per pack and, with ``--details``, each refusal and failure.
 
 Packs are other people's code: pip is disabled in the child processes (some packs try to
-install their requirements at import), and each pack has ``--timeout`` seconds. Run:
+install their requirements at import), and each pack has ``--timeout`` seconds: a node still
+running then is reported as hung and the pack is measured again without it. Run:
 ``.venv/bin/python bench/plugins.py DIR [--details] [--json OUT.json]``
 """
 
@@ -59,6 +61,7 @@ def _sources() -> dict[str, type]:
             "BenchLatent": source("LATENT", lambda: {"samples": torch.zeros(1, 4, 8, 8)})}
 
 
+RUNNING = "running node: "
 SOURCE_FOR = {"IMAGE": "BenchImage", "MASK": "BenchMask", "LATENT": "BenchLatent",
               "*": "BenchImage"}
 
@@ -97,7 +100,7 @@ def prompt_for(node_type: Any) -> tuple[dict[str, Any], str | None]:
     return prompt, None
 
 
-def measure_pack(pack: Path) -> dict[str, Any]:
+def measure_pack(pack: Path, skip: list[str]) -> dict[str, Any]:
     """Load one pack in this process and run its runnable nodes (the child's side)."""
     import logging
 
@@ -123,6 +126,9 @@ def measure_pack(pack: Path) -> dict[str, Any]:
             "ran": [], "failed": {}, "not_runnable": {},
         }
         for name in report["nodes"]:
+            if name in skip:
+                continue
+            print(RUNNING + name, file=sys.stderr, flush=True)
             try:
                 prompt, missing = prompt_for(registry.types[name])
             except Exception as exc:  # a broken INPUT_TYPES is the pack's failure to report
@@ -153,19 +159,35 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_child(pack: Path, timeout: float) -> dict[str, Any]:
-    try:
-        done = subprocess.run([sys.executable, __file__, "--one", str(pack)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout, env=child_env(),
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return {"pack": pack.name, "pack_error": f"timed out after {timeout:.0f} s"}
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-    return {"pack": pack.name, "pack_error": f"process exited {done.returncode}: "
-                                             + " | ".join(tail)}
+def run_child(pack: Path, timeout: float, attempts: int = 4) -> dict[str, Any]:
+    """Measure one pack in a child process; a node that hangs is skipped and reported."""
+    hung: list[str] = []
+    for _ in range(attempts):
+        args = [sys.executable, __file__, "--one", str(pack)]
+        for name in hung:
+            args += ["--skip", name]
+        try:
+            done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True,
+                                  timeout=timeout, env=child_env(), stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as exc:
+            stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) \
+                else (exc.stderr or "")
+            running = [line[len(RUNNING):] for line in stderr.splitlines()
+                       if line.startswith(RUNNING)]
+            if not running or running[-1] in hung:
+                return {"pack": pack.name, "pack_error": f"timed out after {timeout:.0f} s"}
+            hung.append(running[-1])
+            continue
+        for line in reversed(done.stdout.splitlines()):
+            if line.startswith("{"):
+                report = json.loads(line)
+                for name in hung:
+                    report["failed"][name] = f"still running after {timeout:.0f} s (stopped)"
+                return report
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        return {"pack": pack.name, "pack_error": f"process exited {done.returncode}: "
+                                                 + " | ".join(tail)}
+    return {"pack": pack.name, "pack_error": f"{len(hung)} nodes hung: {', '.join(hung)}"}
 
 
 def packs_in(folder: Path) -> list[Path]:
@@ -202,12 +224,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, nargs="?", help="a folder of plugin packs")
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--timeout", type=float, default=180.0)
+    parser.add_argument("--skip", action="append", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="seconds a pack may take; a node still running then is skipped")
     parser.add_argument("--details", action="store_true", help="list refusals and failures")
     parser.add_argument("--json", type=Path, help="also write the reports here")
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure_pack(args.one)))
+        print(json.dumps(measure_pack(args.one, args.skip)))
         return
     if args.folder is None:
         parser.error("give a folder of plugin packs")

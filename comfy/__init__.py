@@ -1,8 +1,12 @@
 """ComfyUI's ``comfy`` package, as far as Kinema supports it: ``comfy.utils`` and
-``comfy.model_management``, mapped onto Kinema's engine.
+``comfy.model_management`` mapped onto Kinema's engine, ``comfy.comfy_types`` (names) and
+``comfy.k_diffusion.utils.FolderOfImages``.
 
-Any other ``comfy.<name>`` (``comfy.sd``, ``comfy.samplers`` ...) fails at import with a clear
-error instead of half-working; plugins that need those modules do not run on Kinema.
+Any other ``comfy.<name>`` (``comfy.sd``, ``comfy.samplers`` ...) and ComfyUI's other internal
+top-level modules (``execution``, ``comfy_extras``, ``comfy_api`` ...) fail at import with a
+clear error instead of half-working; plugins that need them do not run on Kinema. The finder
+that says so is installed when this package is imported, which the runtime does before it
+loads plugins.
 """
 
 from __future__ import annotations
@@ -12,7 +16,19 @@ from importlib.abc import MetaPathFinder
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
-SUPPORTED_MODULES = frozenset({"comfy.utils", "comfy.model_management"})
+SUPPORTED_MODULES = frozenset({"comfy.utils", "comfy.model_management", "comfy.comfy_types",
+                               "comfy.comfy_types.node_typing", "comfy.k_diffusion",
+                               "comfy.k_diffusion.utils"})
+
+# ComfyUI's other top-level modules, which plugins import for its internals; each is refused
+# at import with what it is, rather than Python's bare "No module named".
+REFUSED_TOP_LEVEL = {
+    "comfy_api": "ComfyUI's V3 node API",
+    "comfy_api_nodes": "ComfyUI's paid API nodes",
+    "comfy_extras": "ComfyUI's extra node implementations",
+    "comfy_execution": "ComfyUI's execution internals (graph, caching, lazy inputs)",
+    "execution": "ComfyUI's executor",
+}
 
 
 class UnsupportedComfyModuleError(ImportError):
@@ -24,16 +40,24 @@ class UnsupportedComfyModuleError(ImportError):
 
 
 class UnsupportedComfyModules(MetaPathFinder):
-    """Refuses every ``comfy.*`` module outside ``SUPPORTED_MODULES`` with a clear message."""
+    """Refuses ``comfy.*`` modules outside ``SUPPORTED_MODULES``, and ComfyUI's other internal
+    top-level modules, with a clear message."""
 
     def find_spec(self, fullname: str, path: object = None,
                   target: ModuleType | None = None) -> ModuleSpec | None:
+        top = fullname.partition(".")[0]
         if fullname.startswith("comfy.") and fullname not in SUPPORTED_MODULES:
-            raise UnsupportedComfyModuleError(
-                f"Kinema does not support the ComfyUI module {fullname!r}: it provides only "
-                f"{', '.join(sorted(SUPPORTED_MODULES))} (plus folder_paths and nodes). "
-                "A plugin that needs it cannot run on Kinema.", name=fullname)
-        return None
+            what = "the ComfyUI module"
+        elif top in REFUSED_TOP_LEVEL:
+            what = f"{REFUSED_TOP_LEVEL[top]}, the module"
+        else:
+            return None
+        raise UnsupportedComfyModuleError(
+            f"Kinema does not provide {what} {fullname!r}, so a plugin that needs it cannot "
+            "run on Kinema (of ComfyUI's modules it has folder_paths, nodes, server, "
+            "node_helpers, latent_preview, comfy.utils, comfy.model_management, "
+            "comfy.comfy_types and comfy.k_diffusion.utils)",
+            name=fullname)
 
 
 def _install_finder() -> None:

@@ -68,7 +68,9 @@ def parse_input_spec(name: str, section: str, raw: Any) -> InputSpec:
         return InputSpec(name, "COMBO", section, options, tuple(options["options"]))
     if not isinstance(kind, str):
         raise NodeContractError(f"input {name!r}: type must be a string or list, got {kind!r}")
-    return InputSpec(name, kind, section, options)
+    # A plugin's "any" type is often a str subclass that equals everything and cannot be
+    # hashed; its plain name is what matching and the canvas need.
+    return InputSpec(name, str.__str__(kind), section, options)
 
 
 @dataclass
@@ -151,7 +153,7 @@ def _type_name(t: Any) -> str:
     # "any type". Plugins' own str subclasses (an "any" type) become plain names.
     if isinstance(t, (list, tuple)):
         return "COMBO" if t else "*"
-    return str(t)
+    return str.__str__(t) if isinstance(t, str) else str(t)
 
 
 def _per_output(declared: Any, fallback: tuple[Any, ...], convert: Callable[[Any], Any],

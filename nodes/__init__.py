@@ -3,12 +3,15 @@
 This package is also what ComfyUI plugins get with ``import nodes``: it carries
 ``MAX_RESOLUTION``, ``NODE_CLASS_MAPPINGS``, ``NODE_DISPLAY_NAME_MAPPINGS`` and the node
 classes by name (``nodes.SaveImage``, ``nodes.LoadImage`` ...), which plugins subclass.
+ComfyUI's other core node classes are stand-ins that refuse to be used
+(``nodes/comfy_core.py``).
 """
 
 from __future__ import annotations
 
 import nodes.quiet_imports  # noqa: F401  (first: before anything imports diffusers)
 from nodes import (
+    comfy_core,
     encode,
     frame_ops,
     image,
@@ -83,3 +86,9 @@ __all__ = [
     "SaveImage",
     "TemporalDenoiser",
 ]
+
+
+def __getattr__(name: str) -> type:
+    if name in comfy_core.MISSING_CORE_NODES:
+        return comfy_core.unavailable_core_node(name)
+    raise AttributeError(f"module 'nodes' has no attribute {name!r}")

@@ -1,4 +1,6 @@
-"""The ComfyUI compatibility modules: folder_paths, comfy.utils, comfy.model_management."""
+"""The ComfyUI compatibility modules: folder_paths, comfy.utils, comfy.model_management,
+node_helpers, latent_preview, comfy.comfy_types, comfy.k_diffusion.utils, and the stand-ins
+for ComfyUI's core nodes in ``nodes``."""
 
 from __future__ import annotations
 
@@ -223,10 +225,16 @@ def test_devices_and_memory():
 # unsupported ComfyUI modules ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("statement", ["import comfy.sd", "from comfy import samplers",
-                                       "import comfy.ldm.modules.attention"])
-def test_unsupported_comfy_modules_fail_at_import_with_a_clear_error(statement):
-    with pytest.raises(ImportError, match="Kinema does not support the ComfyUI module"):
+@pytest.mark.parametrize(("statement", "what"), [
+    ("import comfy.sd", "the ComfyUI module 'comfy.sd'"),
+    ("from comfy import samplers", "the ComfyUI module 'comfy.samplers'"),
+    ("import comfy.ldm.modules.attention", "the ComfyUI module 'comfy.ldm'"),
+    ("import execution", "ComfyUI's executor, the module 'execution'"),
+    ("from comfy_api.latest import io", "ComfyUI's V3 node API, the module 'comfy_api'"),
+    ("from comfy_extras.nodes_mask import composite", "ComfyUI's extra node implementations"),
+])
+def test_unsupported_comfy_modules_fail_at_import_with_a_clear_error(statement, what):
+    with pytest.raises(ImportError, match=f"Kinema does not provide {what}"):
         exec(statement, {})
 
 
@@ -234,3 +242,88 @@ def test_supported_comfy_modules_import_and_name_missing_functions():
     assert importlib.import_module("comfy.utils") is comfy.utils
     with pytest.raises(AttributeError, match="not supported by Kinema"):
         _ = mm.load_models_gpu
+
+
+# node_helpers, latent_preview, comfy_types, k_diffusion.utils, core node stand-ins ------
+
+
+def test_node_helpers_pillow_opens_a_truncated_image(tmp_path):
+    from PIL import Image
+
+    import node_helpers
+
+    path = tmp_path / "cut.jpg"
+    noise = (torch.rand(48, 64, 3) * 255).to(torch.uint8).numpy()
+    Image.fromarray(noise).save(path, quality=95)
+    path.write_bytes(path.read_bytes()[:-500])  # the end of the file is lost
+
+    def load(p):
+        with Image.open(p) as image:
+            image.load()
+            return image.size
+
+    with pytest.raises(OSError):
+        load(path)
+    assert node_helpers.pillow(load, path) == (64, 48)
+    with pytest.raises(OSError):  # the retry does not leave truncated loading switched on
+        load(path)
+
+
+def test_node_helpers_edit_comfyui_conditioning():
+    import node_helpers
+
+    cond = [[torch.zeros(1, 2, 4), {"pooled_output": None}]]
+    out = node_helpers.conditioning_set_values(cond, {"strength": 0.5})
+    assert out[0][1] == {"pooled_output": None, "strength": 0.5}
+    assert cond[0][1] == {"pooled_output": None}  # the input is not changed
+    twice = node_helpers.conditioning_set_values(
+        node_helpers.conditioning_set_values(cond, {"area": 1}, append=True), {"area": 2},
+        append=True)
+    assert twice[0][1]["area"] == [1, 2]
+    rgb, rgba = node_helpers.image_alpha_fix(torch.zeros(1, 2, 2, 3), torch.zeros(1, 2, 2, 4))
+    assert rgb.shape[-1] == rgba.shape[-1] == 4 and bool((rgb[..., 3] == 1).all())
+
+
+def test_latent_preview_gives_no_previewer_and_a_progress_callback():
+    import latent_preview
+
+    assert latent_preview.get_previewer("cpu", None) is None
+    ctx, reports = recording_context()
+    kept: dict = {}
+    with node_context(ctx):
+        callback = latent_preview.prepare_callback(None, 3, kept)
+        for step in range(3):
+            callback(step, torch.ones(1), torch.zeros(1), 3)
+    assert [r[:2] for r in reports] == [(1, 3), (2, 3), (3, 3)]
+    assert kept["x0"].item() == 1
+
+
+def test_comfy_types_name_socket_types_as_plain_strings():
+    from comfy.comfy_types.node_typing import IO
+
+    assert IO.IMAGE == "IMAGE" and str(IO.LATENT) == "LATENT"
+    assert not (IO.ANY != "IMAGE")  # the wildcard matches every type  # noqa: SIM202
+
+
+def test_folder_of_images_lists_images_recursively(tmp_path):
+    from PIL import Image
+
+    from comfy.k_diffusion.utils import FolderOfImages
+
+    (tmp_path / "sub").mkdir()
+    for name in ("b.png", "sub/a.webp"):
+        Image.new("RGB", (4, 4)).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    images = FolderOfImages(tmp_path)
+    assert len(images) == 2 and images[0][0].size == (4, 4)
+    assert ".png" in FolderOfImages.IMG_EXTENSIONS
+
+
+def test_comfyui_core_nodes_missing_in_kinema_refuse_when_used():
+    from nodes import VAEEncode
+
+    assert VAEEncode is nodes.VAEEncode  # one class, so plugins' subclasses agree
+    with pytest.raises(NotImplementedError, match="ComfyUI's core node VAEEncode"):
+        VAEEncode.INPUT_TYPES()
+    with pytest.raises(AttributeError):
+        _ = nodes.NotANode

@@ -234,6 +234,27 @@ async def test_loosely_declared_plugins_load_and_refusals_are_listed(server):
     assert line in server.log_text()  # and said at start-up
 
 
+async def test_a_video_pack_style_plugin_queues_its_workflow_again(server):
+    # compat_pack uses what VideoHelperSuite uses at import: server.web, the aiohttp app,
+    # prompt_queue, latent_preview, node_helpers, comfy.k_diffusion.utils, nodes.VAEEncode.
+    prompt = {"1": {"class_type": "CountRuns", "inputs": {"runs": 1, "total": 2}}}
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{server.url}/ws?clientId=batch") as ws:
+            await ws.receive_json(timeout=10)  # status
+            queued = await http.post(f"{server.url}/prompt",
+                                     json={"prompt": prompt, "client_id": "batch"})
+            assert queued.status == 200, await queued.text()
+            await wait_done(ws, "again-2")
+        history = await (await http.get(f"{server.url}/history")).json()
+        extensions = await (await http.get(f"{server.url}/compat_pack/extensions")).json()
+        plugins = await (await http.get(f"{server.url}/kinema/plugins")).json()
+    runs = sorted(entry["outputs"]["1"]["runs"][0] for entry in history.values())
+    assert runs == [1, 2]
+    assert ".png" in extensions
+    refused = plugins["packs"]["compat_pack"]["refused_nodes"]
+    assert list(refused) == ["SdxlVaeEncode"] and "VAEEncode" in refused["SdxlVaeEncode"]
+
+
 async def test_bad_prompts_get_400_with_the_structured_error(server):
     async with aiohttp.ClientSession() as http:
         cases = [

@@ -1,0 +1,58 @@
+"""ComfyUI's core node classes that Kinema does not provide, as plugins find them in ``nodes``.
+
+Plugins subclass ComfyUI's core nodes (``class BatchedVAEEncode(nodes.VAEEncode)``) or call
+them. ``import nodes`` gives such a plugin a class with the core node's name that says, when
+used, that it is not available; only the plugin's nodes built on it are refused (at
+registration when their INPUT_TYPES asks the base class, else when they run), and the rest of
+the pack loads.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, NoReturn
+
+# ComfyUI's nodes.py NODE_CLASS_MAPPINGS, less what Kinema's nodes provide under the same name.
+MISSING_CORE_NODES = frozenset({
+    "KSampler", "KSamplerAdvanced", "CheckpointLoaderSimple", "CheckpointLoader",
+    "DiffusersLoader", "unCLIPCheckpointLoader", "CLIPTextEncode", "CLIPSetLastLayer",
+    "CLIPLoader", "DualCLIPLoader", "UNETLoader", "VAELoader", "VAEDecode", "VAEEncode",
+    "VAEDecodeTiled", "VAEEncodeTiled", "VAEEncodeForInpaint", "EmptyLatentImage",
+    "LatentUpscale", "LatentUpscaleBy", "LatentFromBatch", "RepeatLatentBatch",
+    "LatentComposite", "LatentBlend", "LatentRotate", "LatentFlip", "LatentCrop",
+    "SetLatentNoiseMask", "LoadLatent", "SaveLatent", "LoadImageMask", "LoadImageOutput",
+    "ImagePadForOutpaint", "ConditioningAverage", "ConditioningCombine", "ConditioningConcat",
+    "ConditioningSetArea", "ConditioningSetAreaPercentage", "ConditioningSetAreaStrength",
+    "ConditioningSetMask", "ConditioningZeroOut", "ConditioningSetTimestepRange",
+    "InpaintModelConditioning", "LoraLoader", "LoraLoaderModelOnly", "CLIPVisionLoader",
+    "CLIPVisionEncode", "StyleModelLoader", "StyleModelApply", "unCLIPConditioning",
+    "ControlNetLoader", "DiffControlNetLoader", "ControlNetApply", "ControlNetApplyAdvanced",
+    "GLIGENLoader", "GLIGENTextBoxApply",
+})
+
+
+class UnavailableCoreNode:
+    """Stands for a ComfyUI core node Kinema does not have; any use says so."""
+
+    CATEGORY = "unavailable"
+    RETURN_TYPES: tuple[str, ...] = ()
+    FUNCTION = "unavailable"
+    CORE_NODE = ""  # the ComfyUI node it stands for (subclasses keep it)
+
+    @classmethod
+    def _refuse(cls) -> NoReturn:
+        raise NotImplementedError(f"this node needs ComfyUI's core node {cls.CORE_NODE}, "
+                                  "which Kinema does not provide")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        cls._refuse()
+
+    def unavailable(self, **_inputs: Any) -> NoReturn:
+        self._refuse()
+
+
+@cache
+def unavailable_core_node(name: str) -> type:
+    """The stand-in class for ComfyUI's core node ``name`` (one class per name)."""
+    return type(name, (UnavailableCoreNode,), {"__module__": "nodes", "CORE_NODE": name})
