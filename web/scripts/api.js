@@ -156,6 +156,11 @@ export class Api extends EventTarget {
     return this.json("/extensions");
   }
 
+  /** {packs: {pack: {loaded, error, nodes, refused_nodes, conflicts}}, problems: [line]} */
+  getPlugins() {
+    return this.json("/kinema/plugins");
+  }
+
   // -- websocket ---------------------------------------------------------------------------
 
   connect() {

@@ -18,7 +18,8 @@ import { applyControls } from "./widgets.js";
 // The first screen: a test clip → interpolate → upscale → MP4 that needs no files or weights,
 // so pressing Queue on a fresh clone shows a video playing on its node.
 export const DEFAULT_WORKFLOW = "video_basics.json";
-const FEATURE_MODULES = ["./workflow_io.js", "./undo.js", "./panels.js", "./help.js"];
+const FEATURE_MODULES = ["./workflow_io.js", "./undo.js", "./panels.js", "./help.js",
+  "./plugins.js"];
 const API_IDS_KEY = "kinema_api_ids"; // canvas extra: canvas node id -> API id
 const MIN_FIT_SCALE = 0.65; // litegraph drops text below 0.6
 const FIT_MARGIN = 40;

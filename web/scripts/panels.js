@@ -18,7 +18,8 @@ export function loadPanelStyles() {
     { id: "kinema-panels-css", rel: "stylesheet", href }));
 }
 
-function el(tag, props = {}, children = []) {
+/** A new element with properties and children (the feature modules' DOM helper). */
+export function el(tag, props = {}, children = []) {
   const node = Object.assign(document.createElement(tag), props);
   node.append(...children);
   return node;
