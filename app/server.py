@@ -92,7 +92,7 @@ class HeadlessServer:
         self.client_id: str | None = None
         self.last_node_id: str | None = None
         self.last_prompt_id: str | None = None
-        self.supports: list[str] = []
+        self.supports = ["custom_nodes_from_web"]
         self.on_prompt_handlers: list[Callable[[dict], dict]] = []
         self.number = 0
         self.prompt_queue = HeadlessPromptQueue()
@@ -115,7 +115,8 @@ class PromptServer:
     def __init__(self, config: ServerConfig):
         PromptServer.instance = self
         self.config = config
-        self.supports: list[str] = []
+        # Kinema serves packs' WEB_DIRECTORY itself: packs need not copy files into its folders.
+        self.supports = ["custom_nodes_from_web"]
         # ComfyUI's hook: each handler sees (and may rewrite) every POST /prompt body.
         self.on_prompt_handlers: list[Callable[[dict], dict]] = []
         self.routes = web.RouteTableDef()

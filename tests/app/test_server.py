@@ -250,7 +250,7 @@ async def test_a_video_pack_style_plugin_queues_its_workflow_again(server):
         plugins = await (await http.get(f"{server.url}/kinema/plugins")).json()
     runs = sorted(entry["outputs"]["1"]["runs"][0] for entry in history.values())
     assert runs == [1, 2]
-    assert ".png" in extensions
+    assert ".png" in extensions["images"] and extensions["server_serves_web_directory"]
     refused = plugins["packs"]["compat_pack"]["refused_nodes"]
     assert list(refused) == ["SdxlVaeEncode"] and "VAEEncode" in refused["SdxlVaeEncode"]
 
