@@ -112,15 +112,16 @@ def _controlled(spec: InputSpec) -> bool:
         spec.type == "INT" and spec.name in SEED_NAMES)
 
 
-def _widget_layout(node_type: NodeType) -> list[tuple[str, str]]:
-    """``(kind, name)`` per serialised widget value: widget, control, filter or upload.
+def _widget_layout(inputs: Mapping[str, InputSpec]) -> list[tuple[str, str]]:
+    """``(kind, name)`` per serialised widget value of a node type with these ``inputs``:
+    widget, control, filter or upload.
 
     The frontend appends the upload button to the required inputs, so it follows the last
     required widget; a controlled combo also gets a filter-list widget after its control.
     """
     layout: list[tuple[str, str]] = []
     upload = None
-    specs = [s for s in node_type.inputs().values() if s.section != "hidden"]
+    specs = [s for s in inputs.values() if s.section != "hidden"]
     for i, spec in enumerate(specs):
         if spec.is_widget:
             layout.append(("widget", spec.name))
@@ -139,7 +140,7 @@ def _widget_layout(node_type: NodeType) -> list[tuple[str, str]]:
 
 def _widget_inputs(node_type: NodeType, values: Any) -> dict[str, Any]:
     """Map a canvas node's ``widgets_values`` onto its widget inputs by name."""
-    layout = _widget_layout(node_type)
+    layout = _widget_layout(node_type.inputs())
     names = [n for kind, n in layout if kind == "widget"]
     if isinstance(values, Mapping):
         return {n: values[n] for n in names if n in values}
@@ -387,6 +388,8 @@ def api_to_canvas(prompt: Mapping[str, Any], registry: NodeRegistry) -> dict[str
     links: list[list[Any]] = []
     nodes: dict[str, dict[str, Any]] = {}
     outputs: dict[str, list[dict[str, Any]]] = {}
+    # Each type's inputs and widget layout, read once (INPUT_TYPES may list files).
+    declared: dict[str, tuple[dict[str, InputSpec], list[tuple[str, str]]]] = {}
     for nid, node in prompt.items():  # unknown types get "*" outputs as links need them
         known = registry.get(node["class_type"])
         outputs[nid] = [{"name": name, "type": rtype, "links": [], "slot_index": i}
@@ -395,7 +398,10 @@ def api_to_canvas(prompt: Mapping[str, Any], registry: NodeRegistry) -> dict[str
     for nid in order:
         node = prompt[nid]
         node_type = registry.get(node["class_type"])
-        specs = node_type.inputs() if node_type else {}
+        if node_type is not None and node_type.name not in declared:
+            type_inputs = node_type.inputs()
+            declared[node_type.name] = (type_inputs, _widget_layout(type_inputs))
+        specs, layout = declared[node_type.name] if node_type is not None else ({}, [])
         given = node["inputs"]
         names = [n for n, s in specs.items() if s.section != "hidden"]
         names += [n for n in given if n not in specs and _is_link(given[n], prompt)]
@@ -422,12 +428,12 @@ def api_to_canvas(prompt: Mapping[str, Any], registry: NodeRegistry) -> dict[str
         if node_type is not None:  # unknown types keep their values by name
             values = [values.get(name, _default(specs[name])) if kind == "widget"
                       else {"control": "fixed", "filter": ""}.get(kind, name)
-                      for kind, name in _widget_layout(node_type)]
+                      for kind, name in layout]
         meta = node.get("_meta")
         title = meta.get("title") if isinstance(meta, Mapping) else None
         nodes[nid] = {
             "id": ids[nid], "type": node["class_type"], "pos": [0, 0],
-            "size": _size(node_type, inputs, outputs[nid], values), "flags": {},
+            "size": _size(specs, inputs, outputs[nid], values), "flags": {},
             "order": len(nodes), "mode": 0, "inputs": inputs, "outputs": outputs[nid],
             "title": str(title or (node_type.display_name if node_type else node["class_type"])),
             "properties": {"Node name for S&R": node["class_type"]},
@@ -446,10 +452,9 @@ def api_to_canvas(prompt: Mapping[str, Any], registry: NodeRegistry) -> dict[str
             "extra": extra, "version": 0.4}
 
 
-def _size(node_type: NodeType | None, inputs: list[Any], outputs: list[Any],
+def _size(specs: Mapping[str, InputSpec], inputs: list[Any], outputs: list[Any],
           values: Any) -> list[float]:
     """Estimated node size: slot rows, then a row per widget (multiline text is taller)."""
-    multiline = node_type is not None and sum(
-        1 for s in node_type.inputs().values() if s.is_widget and s.options.get("multiline"))
+    multiline = sum(1 for s in specs.values() if s.is_widget and s.options.get("multiline"))
     rows = max(len(inputs), len(outputs), 1) + len(values) + 4 * multiline
     return [float(NODE_WIDTH + (80 if multiline else 0)), float(rows * SLOT_H + 10)]
