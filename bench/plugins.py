@@ -78,24 +78,24 @@ def widget_value(spec: Any) -> Any:
 
 
 def prompt_for(node_type: Any) -> tuple[dict[str, Any], str | None]:
-    """An API prompt running ``node_type`` on bench sources, or (None-ish, missing type)."""
+    """An API prompt running ``node_type`` on bench sources, as the canvas would send it
+    (required inputs, and optional widgets at their defaults), or the type it cannot feed."""
     prompt: dict[str, Any] = {}
     inputs: dict[str, Any] = {}
     for name, spec in node_type.inputs().items():
+        if spec.section == "optional" and spec.is_widget:
+            inputs[name] = widget_value(spec)
         if spec.section != "required":
             continue
         kind = "COMBO" if spec.is_combo else spec.type
         if "," in kind or kind not in RUNNABLE_TYPES:
             return {}, kind
-        if kind in SOURCE_FOR or spec.options.get("forceInput"):
-            source = SOURCE_FOR.get(kind)
-            if source is None:
-                inputs[name] = widget_value(spec)
-                continue
+        source = SOURCE_FOR.get(kind)
+        if source is None:
+            inputs[name] = widget_value(spec)
+        else:
             prompt[source] = {"class_type": source, "inputs": {}}
             inputs[name] = [source, 0]
-        else:
-            inputs[name] = widget_value(spec)
     prompt["test"] = {"class_type": node_type.name, "inputs": inputs}
     return prompt, None
 

@@ -22,10 +22,12 @@ __all__ = [
     "CPUState",
     "InterruptProcessingException",
     "VRAMState",
+    "cast_to_device",
     "cpu_state",
     "get_autocast_device",
     "get_free_memory",
     "get_torch_device",
+    "get_torch_device_name",
     "intermediate_device",
     "interrupt_current_processing",
     "is_device_cpu",
@@ -33,6 +35,7 @@ __all__ = [
     "is_device_mps",
     "processing_interrupted",
     "soft_empty_cache",
+    "text_encoder_offload_device",
     "throw_exception_if_processing_interrupted",
     "unet_offload_device",
     "vram_state",
@@ -64,6 +67,24 @@ def get_torch_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def get_torch_device_name(device: torch.device | str | None = None) -> str:
+    """A readable name of the device (``"cuda:0 NVIDIA H200"``, ``"cpu"``)."""
+    device = torch.device(device) if device is not None else get_torch_device()
+    if device.type == "cuda":
+        return f"{device} {torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+def text_encoder_offload_device() -> torch.device:
+    return torch.device("cpu")
+
+
+def cast_to_device(tensor: torch.Tensor, device: torch.device | str,
+                   dtype: torch.dtype | None, copy: bool = False) -> torch.Tensor:
+    """``tensor`` on ``device`` as ``dtype`` (a new tensor when ``copy``)."""
+    return tensor.to(device=device, dtype=dtype or tensor.dtype, copy=copy)
 
 
 def intermediate_device() -> torch.device:

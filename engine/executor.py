@@ -270,18 +270,21 @@ def _split_result(node_type: NodeType, result: Any) -> tuple[tuple[Any, ...], di
                                   "does not support")
         ui = result.get("ui")
         result = result.get("result", ())
-    if result is None:
+    expected = len(node_type.return_types)
+    # ComfyUI reads only the declared outputs: what a node without outputs returns is
+    # ignored, and values past the declared ones are dropped.
+    if result is None or expected == 0:
         result = ()
     if not isinstance(result, (tuple, list)):
         raise NodeOutputError(f"{node_type.name} must return a tuple, got "
                               f"{type(result).__name__}")
-    expected = len(node_type.return_types)
+    result = tuple(result)[:expected]
     if len(result) != expected and not (ui is not None and not result):
         raise NodeOutputError(f"{node_type.name} returned {len(result)} values but declares "
                               f"{expected} outputs {list(node_type.return_types)}")
     if len(result) != expected:
         result = (None,) * expected
-    return tuple(result), ui
+    return result, ui
 
 
 def _accepted(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:

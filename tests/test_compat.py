@@ -219,6 +219,10 @@ def test_devices_and_memory():
     assert mm.intermediate_device() == torch.device("cpu")
     assert mm.unet_offload_device() == torch.device("cpu")
     assert mm.get_free_memory(torch.device("cpu")) > 0
+    assert mm.get_torch_device_name("cpu") == "cpu"
+    assert mm.text_encoder_offload_device() == torch.device("cpu")
+    half = mm.cast_to_device(torch.ones(2), "cpu", torch.float16)
+    assert half.dtype == torch.float16 and half.tolist() == [1.0, 1.0]
     mm.soft_empty_cache()
 
 

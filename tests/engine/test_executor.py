@@ -190,3 +190,39 @@ def test_wrong_return_arity_is_a_clear_error(run, registry):
                   "2": {"class_type": "Show", "inputs": {"value": ["1", 1]}}})
     assert result.status == "error"
     assert "returned 1 values but declares 2" in result.error["exception_message"]
+
+
+def test_outputs_are_read_as_comfyui_reads_them(run, registry):
+    class Chatty:
+        """Returns more values than it declares, as some published packs do."""
+
+        RETURN_TYPES = ("INT",)
+        FUNCTION = "run"
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {}}
+
+        def run(self):
+            return (7, "extra")
+
+    class SaysDone:
+        RETURN_TYPES = ()
+        FUNCTION = "run"
+        OUTPUT_NODE = True
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"value": ("INT", {"forceInput": True})}}
+
+        def run(self, value):
+            return f"saved {value}"  # no outputs declared: ComfyUI ignores what it returns
+
+    registry.register("Chatty", Chatty)
+    registry.register("SaysDone", SaysDone)
+    result = run({"1": {"class_type": "Chatty", "inputs": {}},
+                  "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}},
+                  "3": {"class_type": "SaysDone", "inputs": {"value": ["1", 0]}}})
+    assert result.status == "success", result.error
+    assert result.outputs["2"] == {"values": [7]}
+    assert "3" in result.executed
