@@ -2,23 +2,35 @@
 
 ``python server.py [--listen [HOST]] [--port 8188] [--auth-token T]`` serves;
 ``python server.py run WORKFLOW.json ...`` runs one workflow and exits. ComfyUI plugins
-import this module for ``PromptServer``.
+import this module for ``PromptServer`` and ``web``, which load on first use, so a headless
+run without such plugins never imports the server (aiohttp).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
-from aiohttp import web  # noqa: F401  (plugins use server.web, as in ComfyUI's module)
-
-from app.security import startup_warning
-from app.server import PromptServer, ServerConfig
 from engine.folders import PROJECT_ROOT
 
-__all__ = ["PromptServer", "main"]
+__all__ = ["main"]
+
+
+def __getattr__(name: str) -> Any:
+    # ComfyUI's server module has these names; plugins import them from here.
+    if name == "PromptServer":
+        from app.server import PromptServer
+
+        return PromptServer
+    if name == "web":
+        from aiohttp import web
+
+        return web
+    raise AttributeError(f"module 'server' has no attribute {name!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve(argv: list[str]) -> int:
+    from app.security import startup_warning
+    from app.server import PromptServer, ServerConfig
+
     args = build_parser().parse_args(argv)
     base = args.base_dir.resolve()
     config = ServerConfig(
@@ -52,6 +67,9 @@ def serve(argv: list[str]) -> int:
     if warning:
         print(f"WARNING: {warning}", file=sys.stderr)
     server = PromptServer(config)
+    # What is loaded now (torch, nodes, plugins) lives as long as the process: keep it out of
+    # the collector's full passes, which otherwise walk it again and again during runs.
+    gc.freeze()
     for line in server.runtime.registry.failure_lines():
         print(line, file=sys.stderr)
     if server.requeued or server.failed:

@@ -7,6 +7,7 @@ per step, prints the output paths, and exits non-zero with the structured error 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -136,6 +137,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     runtime = Runtime.create(output_dir=args.output_dir.resolve() if args.output_dir else None,
                              custom_nodes=args.custom_nodes)
+    gc.freeze()  # the loaded libraries and nodes stay: the collector need not walk them again
     for line in runtime.registry.failure_lines():
         log.warning(line)
     try:

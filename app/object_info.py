@@ -30,9 +30,8 @@ def node_info(node_type: NodeType) -> dict[str, Any]:
         "category": node_type.category,
         "output_node": node_type.output_node,
     }
-    tooltips = getattr(cls, "OUTPUT_TOOLTIPS", None)
-    if tooltips:
-        info["output_tooltips"] = list(tooltips)
+    if getattr(cls, "OUTPUT_TOOLTIPS", None):
+        info["output_tooltips"] = list(node_type.output_tooltips)
     for flag in ("DEPRECATED", "EXPERIMENTAL"):
         if getattr(cls, flag, False):
             info[flag.lower()] = True

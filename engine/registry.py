@@ -14,6 +14,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -94,16 +95,17 @@ class NodeType:
     def function(self) -> str:
         return str(self.cls.FUNCTION)
 
-    @property
+    # The output facts are read for every node run; a class's declaration does not change.
+    @cached_property
     def return_types(self) -> tuple[str, ...]:
         return tuple(_type_name(t) for t in self.cls.RETURN_TYPES)
 
-    @property
+    @cached_property
     def return_names(self) -> tuple[str, ...]:
         """Output names; missing, empty or short RETURN_NAMES fall back to the type names."""
         return _per_output(getattr(self.cls, "RETURN_NAMES", None), self.return_types, str)
 
-    @property
+    @cached_property
     def output_is_list(self) -> tuple[bool, ...]:
         """Which outputs are lists; missing or short OUTPUT_IS_LIST means "not a list"."""
         outputs = len(self.cls.RETURN_TYPES)
