@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from app.runtime import Runtime
 from engine.executor import ExecutionResult
-from engine.graph import ExecutionPlan, PromptError, error_entry, prepare_prompt
+from engine.graph import ExecutionPlan, PromptError, error_entry, validate_prompt
 from engine.workflow import WorkflowError, api_to_canvas, parse_workflow
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def main(argv: list[str]) -> int:
         text, canvas = load_workflow_file(args.workflow)
         prompt = parse_workflow(text, runtime.registry)
         apply_overrides(prompt, args.overrides)
-        plan = prepare_prompt(prompt, runtime.registry)
+        plan = validate_prompt(prompt, runtime.registry)
     except OSError as exc:
         return _fail(EXIT_INVALID, {"error": error_entry("invalid_prompt", "Cannot read the "
                                                          "workflow file", str(exc)),
