@@ -45,26 +45,25 @@ def conditioning_set_values(conditioning: list, values: dict | None = None,
                             append: bool = False) -> list:
     """A copy of CONDITIONING with ``values`` set in every entry's options.
 
-    With ``append``, a value is added to the list the option already holds.
+    With ``append``, a value (a list) is added to the list the option already holds.
     """
     values = values or {}
     out = []
     for tensor, options in conditioning:
         options = dict(options)
         for key, value in values.items():
-            if append:
-                options[key] = [*options.get(key, []), value]
-            else:
-                options[key] = value
+            old = options.get(key) if append else None
+            options[key] = value if old is None else old + value
         out.append([tensor, options])
     return out
 
 
 def image_alpha_fix(destination: torch.Tensor, source: torch.Tensor,
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two IMAGEs with the same channel count: the one without alpha gets an opaque one."""
+    """Two IMAGEs with the same channel count: a source with alpha loses it over an RGB
+    destination; an RGB source gets an opaque alpha over an RGBA destination."""
     if destination.shape[-1] < source.shape[-1]:
-        destination = torch.nn.functional.pad(destination, (0, 1), value=1.0)
+        source = source[..., :destination.shape[-1]]
     elif destination.shape[-1] > source.shape[-1]:
         source = torch.nn.functional.pad(source, (0, 1), value=1.0)
     return destination, source

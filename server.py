@@ -12,6 +12,7 @@ import argparse
 import gc
 import logging
 import sys
+import uuid  # noqa: F401  (plugins call server.uuid.uuid4(), as ComfyUI's module has it)
 from pathlib import Path
 from typing import Any
 

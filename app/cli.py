@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="NODE.INPUT=VALUE", help="override an input (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--custom-nodes", type=Path, action="append",
-                        help="a custom_nodes folder (repeatable; default ./custom_nodes)")
+                        help="a custom_nodes folder (repeatable; default: the project's "
+                        "custom_nodes/)")
     return parser
 
 

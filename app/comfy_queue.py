@@ -39,8 +39,36 @@ class ComfyPromptQueue:
                                     dict(extra_data or {}), plan.outputs))
 
     def get_current_queue(self) -> tuple[list, list]:
+        """(running, pending) entries, as ComfyUI's queue lists them."""
         return ([item.as_comfy() for item in self.store.running()],
                 [item.as_comfy() for item in self.store.pending()])
 
     def get_tasks_remaining(self) -> int:
+        """Prompts running or waiting."""
         return self.queue.remaining()
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"prompt_queue.{name} is not supported by Kinema (it has "
+                             "currently_running, put, get_current_queue, get_tasks_remaining)")
+
+
+class HeadlessPromptQueue:
+    """``prompt_queue`` under ``server.py run``: one workflow runs, nothing can be queued."""
+
+    @property
+    def currently_running(self) -> dict[int, tuple]:
+        """Empty: the headless run is not a queued prompt."""
+        return {}
+
+    def put(self, item: Sequence[Any]) -> None:
+        """Refused: there is no queue to put a prompt in."""
+        raise RuntimeError("a plugin tried to queue a prompt, but server.py run runs one "
+                           "workflow and has no queue; use the server")
+
+    def get_current_queue(self) -> tuple[list, list]:
+        """Nothing running or waiting."""
+        return [], []
+
+    def get_tasks_remaining(self) -> int:
+        """Nothing running or waiting."""
+        return 0

@@ -23,7 +23,7 @@ import torch
 from aiohttp import WSMsgType, web
 from PIL import Image
 
-from app.comfy_queue import ComfyPromptQueue
+from app.comfy_queue import ComfyPromptQueue, HeadlessPromptQueue
 from app.files import add_file_routes
 from app.queue import PromptQueue
 from app.routes import add_api_routes
@@ -65,40 +65,42 @@ class ServerConfig:
         return self.base_dir / "user" / "kinema.sqlite"
 
 
-class HeadlessPromptQueue:
-    """``prompt_queue`` while nothing serves: one workflow runs, nothing can be queued."""
+class PluginFacing:
+    """What ComfyUI plugins use on ``PromptServer.instance``, the same whether Kinema serves
+    or runs one workflow headless."""
 
-    @property
-    def currently_running(self) -> dict[int, tuple]:
-        return {}
-
-    def put(self, item: Any) -> None:
-        raise RuntimeError("a plugin tried to queue a prompt, but server.py run runs one "
-                           "workflow and has no queue; use the server")
-
-    def get_current_queue(self) -> tuple[list, list]:
-        return [], []
-
-    def get_tasks_remaining(self) -> int:
-        return 0
-
-
-class HeadlessServer:
-    """``PromptServer.instance`` while nothing serves: what plugins touch, going nowhere."""
-
-    def __init__(self) -> None:
+    def __init__(self, app: web.Application, prompt_queue: Any) -> None:
+        self.app = app
+        self.prompt_queue = prompt_queue
         self.routes = web.RouteTableDef()
-        self.app = web.Application()
+        # Kinema serves packs' WEB_DIRECTORY itself: packs need not copy files into its folders.
+        self.supports = ["custom_nodes_from_web"]
+        # ComfyUI's hook: each handler sees (and may rewrite) every POST /prompt body.
+        self.on_prompt_handlers: list[Callable[[dict], dict]] = []
         self.client_id: str | None = None
         self.last_node_id: str | None = None
         self.last_prompt_id: str | None = None
-        self.supports = ["custom_nodes_from_web"]
-        self.on_prompt_handlers: list[Callable[[dict], dict]] = []
-        self.number = 0
-        self.prompt_queue = HeadlessPromptQueue()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.number = 0  # ComfyUI's counter; plugins that queue prompts read and bump it
 
     def add_on_prompt_handler(self, handler: Callable[[dict], dict]) -> None:
+        """Have ``handler`` see (and possibly rewrite) every prompt body queued from now on."""
         self.on_prompt_handlers.append(handler)
+
+    def trigger_on_prompt(self, body: dict) -> dict:
+        """The POST /prompt body after every plugin's on-prompt handler (a failing one is
+        logged and skipped, as in ComfyUI)."""
+        for handler in self.on_prompt_handlers:
+            try:
+                rewritten = handler(body)
+            except Exception:
+                log.exception("an on-prompt handler of a plugin failed")
+                continue
+            if isinstance(rewritten, dict):
+                body = rewritten
+            else:
+                log.warning("on-prompt handler %r returned no prompt body; ignored", handler)
+        return body
 
     def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
         """No client listens: the message is dropped."""
@@ -107,36 +109,33 @@ class HeadlessServer:
         """No client listens: the message is dropped."""
 
 
-class PromptServer:
+class HeadlessServer(PluginFacing):
+    """``PromptServer.instance`` while nothing serves (``server.py run``): routes plugins add
+    are never served, messages they send have no client, nothing can be queued."""
+
+    def __init__(self) -> None:
+        super().__init__(web.Application(), HeadlessPromptQueue())
+
+
+class PromptServer(PluginFacing):
     """One server process: the queue, the worker, the websocket clients and the routes."""
 
-    instance: ClassVar[PromptServer | HeadlessServer]
+    instance: ClassVar[PluginFacing]
 
     def __init__(self, config: ServerConfig):
         PromptServer.instance = self
         self.config = config
-        # Kinema serves packs' WEB_DIRECTORY itself: packs need not copy files into its folders.
-        self.supports = ["custom_nodes_from_web"]
-        # ComfyUI's hook: each handler sees (and may rewrite) every POST /prompt body.
-        self.on_prompt_handlers: list[Callable[[dict], dict]] = []
-        self.routes = web.RouteTableDef()
-        self.sockets: dict[str, web.WebSocketResponse] = {}
-        self.client_id: str | None = None
-        self.last_node_id: str | None = None
-        self.last_prompt_id: str | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.messages: asyncio.Queue[tuple[str, Any, str | None]] | None = None
-        self.number = 0  # ComfyUI's counter; plugins that queue prompts read and bump it
-        # Before plugins load: some add their routes to the application at import.
-        self.app = web.Application(middlewares=security_middlewares(config.policy),
-                                   client_max_size=client_max_size(config.policy))
         config.database.parent.mkdir(parents=True, exist_ok=True)
         self.store = PromptStore(config.database, max_history=config.max_history)
         self.requeued, self.failed = self.store.recover()
         self.queue = PromptQueue(self.store)
+        # The application and prompt_queue exist before plugins load: some use them at import.
+        super().__init__(web.Application(middlewares=security_middlewares(config.policy),
+                                         client_max_size=client_max_size(config.policy)),
+                         ComfyPromptQueue(self.store, self.queue, lambda: self.registry))
         self.queue.on_change(self._broadcast_status)
-        # Also before plugins load: some keep PromptServer.instance.prompt_queue at import.
-        self.prompt_queue = ComfyPromptQueue(self.store, self.queue, lambda: self.registry)
+        self.sockets: dict[str, web.WebSocketResponse] = {}
+        self.messages: asyncio.Queue[tuple[str, Any, str | None]] | None = None
         self.runtime = Runtime.create(base_dir=config.base_dir, output_dir=config.output_dir,
                                       custom_nodes=config.custom_nodes,
                                       cache_bytes=config.cache_bytes)
@@ -205,25 +204,8 @@ class PromptServer:
 
     @property
     def registry(self) -> NodeRegistry:
+        """The node types this server runs (built-ins and loaded plugins)."""
         return self.runtime.registry
-
-    def add_on_prompt_handler(self, handler: Callable[[dict], dict]) -> None:
-        self.on_prompt_handlers.append(handler)
-
-    def trigger_on_prompt(self, body: dict) -> dict:
-        """The POST /prompt body after every plugin's on-prompt handler (a failing one is
-        logged and skipped, as in ComfyUI)."""
-        for handler in self.on_prompt_handlers:
-            try:
-                rewritten = handler(body)
-            except Exception:
-                log.exception("an on-prompt handler of a plugin failed")
-                continue
-            if isinstance(rewritten, dict):
-                body = rewritten
-            else:
-                log.warning("on-prompt handler %r returned no prompt body; ignored", handler)
-        return body
 
     def _broadcast_status(self) -> None:
         self.send_sync("status", self._status())

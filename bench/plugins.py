@@ -29,6 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from engine.registry import plugin_paths  # noqa: E402  (after the path: run as a script)
+
 SIZE = 64
 RUNNABLE_TYPES = {"IMAGE", "MASK", "LATENT", "STRING", "INT", "FLOAT", "BOOLEAN", "COMBO", "*"}
 
@@ -121,7 +123,7 @@ def measure_pack(pack: Path, skip: list[str]) -> dict[str, Any]:
         report: dict[str, Any] = {
             "pack": pack.name,
             "pack_error": registry.import_errors.get(pack.name),
-            "refused": dict(getattr(registry, "node_errors", {}).get(pack.name, {})),
+            "refused": dict(registry.node_errors.get(pack.name, {})),
             "nodes": sorted(n for n, t in registry.types.items() if t.source == pack.name),
             "ran": [], "failed": {}, "not_runnable": {},
         }
@@ -152,6 +154,7 @@ def measure_pack(pack: Path, skip: list[str]) -> dict[str, Any]:
 
 
 def child_env() -> dict[str, str]:
+    """The environment of a child measuring a pack: this one, with pip unable to install."""
     env = dict(os.environ)
     # Packs that pip-install their requirements at import must not change this venv.
     env.update(PIP_NO_INDEX="1", PIP_CONFIG_FILE=os.devnull, PIP_FIND_LINKS="",
@@ -188,12 +191,6 @@ def run_child(pack: Path, timeout: float, attempts: int = 4) -> dict[str, Any]:
         return {"pack": pack.name, "pack_error": f"process exited {done.returncode}: "
                                                  + " | ".join(tail)}
     return {"pack": pack.name, "pack_error": f"{len(hung)} nodes hung: {', '.join(hung)}"}
-
-
-def packs_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if not p.name.startswith((".", "_"))
-                  and (p.suffix == ".py" or (p / "__init__.py").is_file()))
 
 
 def print_table(reports: list[dict[str, Any]], details: bool) -> None:
@@ -236,7 +233,7 @@ def main() -> None:
     if args.folder is None:
         parser.error("give a folder of plugin packs")
     reports = []
-    for pack in packs_in(args.folder):
+    for pack in plugin_paths(args.folder):
         print(f"... {pack.name}", file=sys.stderr, flush=True)
         reports.append(run_child(pack, args.timeout))
     print_table(reports, args.details)

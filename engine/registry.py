@@ -111,7 +111,7 @@ class NodeType:
         outputs = len(self.cls.RETURN_TYPES)
         return _per_output(getattr(self.cls, "OUTPUT_IS_LIST", None), (False,) * outputs, bool)
 
-    @property
+    @cached_property
     def output_tooltips(self) -> tuple[str, ...]:
         return _per_output(getattr(self.cls, "OUTPUT_TOOLTIPS", None),
                            ("",) * len(self.cls.RETURN_TYPES), str)
@@ -265,7 +265,7 @@ class NodeRegistry:
     def plugin_report(self) -> dict[str, dict[str, Any]]:
         """Each plugin pack: whether it loaded, its nodes, and each refusal with its reason."""
         report: dict[str, dict[str, Any]] = {}
-        for pack in [*self.packs, *self.import_errors]:
+        for pack in dict.fromkeys([*self.packs, *self.import_errors]):
             report[pack] = {
                 "loaded": pack not in self.import_errors,
                 "error": self.import_errors.get(pack),

@@ -89,6 +89,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> type:
+    """``nodes.VAEEncode`` and ComfyUI's other core nodes Kinema lacks: refusing stand-ins."""
     if name in comfy_core.MISSING_CORE_NODES:
         return comfy_core.unavailable_core_node(name)
     raise AttributeError(f"module 'nodes' has no attribute {name!r}")

@@ -281,11 +281,13 @@ def test_node_helpers_edit_comfyui_conditioning():
     assert out[0][1] == {"pooled_output": None, "strength": 0.5}
     assert cond[0][1] == {"pooled_output": None}  # the input is not changed
     twice = node_helpers.conditioning_set_values(
-        node_helpers.conditioning_set_values(cond, {"area": 1}, append=True), {"area": 2},
+        node_helpers.conditioning_set_values(cond, {"area": [1]}, append=True), {"area": [2]},
         append=True)
     assert twice[0][1]["area"] == [1, 2]
-    rgb, rgba = node_helpers.image_alpha_fix(torch.zeros(1, 2, 2, 3), torch.zeros(1, 2, 2, 4))
-    assert rgb.shape[-1] == rgba.shape[-1] == 4 and bool((rgb[..., 3] == 1).all())
+    rgb, cut = node_helpers.image_alpha_fix(torch.zeros(1, 2, 2, 3), torch.zeros(1, 2, 2, 4))
+    assert rgb.shape[-1] == cut.shape[-1] == 3
+    rgba, opaque = node_helpers.image_alpha_fix(torch.zeros(1, 2, 2, 4), torch.zeros(1, 2, 2, 3))
+    assert rgba.shape[-1] == opaque.shape[-1] == 4 and bool((opaque[..., 3] == 1).all())
 
 
 def test_latent_preview_gives_no_previewer_and_a_progress_callback():
@@ -331,3 +333,16 @@ def test_comfyui_core_nodes_missing_in_kinema_refuse_when_used():
         VAEEncode.INPUT_TYPES()
     with pytest.raises(AttributeError):
         _ = nodes.NotANode
+
+    class BatchedEncode(VAEEncode):  # VideoHelperSuite's way: its own inputs, core calls
+        RETURN_TYPES = ("LATENT",)
+
+        def encode(self, vae, pixels):
+            return super().encode(vae, VAEEncode.vae_encode_crop_pixels(pixels))
+
+    assert not hasattr(BatchedEncode, "RETURN_NAMES")  # declarations still read as absent
+    for call in (lambda: BatchedEncode().encode(None, None),
+                 lambda: nodes.VAEDecode().decode(None, None),
+                 lambda: VAEEncode.vae_encode_crop_pixels(None)):
+        with pytest.raises(NotImplementedError, match="core node VAE"):
+            call()

@@ -52,6 +52,7 @@ class IO(StrEnum):
             return False
         return str.__ne__(self, other)
 
+    # Defining __ne__ would drop the hash; members must hash as their plain names ("*").
     __hash__ = str.__hash__
 
 

@@ -308,7 +308,6 @@ def test_plugin_problems_badge_lists_each_refused_node_by_pack(page, live):
     compat = packs.filter(has_text="compat_pack").locator(".problem")
     assert compat.locator(".problem-what").inner_text() == "SdxlVaeEncode"
     assert "VAEEncode, which Kinema does not provide" in compat.locator(".problem-why").inner_text()
-    page.screenshot(path="/tmp/plugin_notice.png")
 
     page.keyboard.press("Escape")
     dialog.wait_for(state="hidden")
