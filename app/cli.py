@@ -145,6 +145,7 @@ def main(argv: list[str]) -> int:
         text, canvas = load_workflow_file(args.workflow)
         prompt = parse_workflow(text, runtime.registry)
         apply_overrides(prompt, args.overrides)
+        prompt = plugins_on_prompt(prompt)
         plan = validate_prompt(prompt, runtime.registry)
     except OSError as exc:
         return _fail(EXIT_INVALID, {"error": error_entry("invalid_prompt", "Cannot read the "
@@ -163,6 +164,19 @@ def main(argv: list[str]) -> int:
     for path in output_paths(runtime, result):
         print(path)
     return 0
+
+
+def plugins_on_prompt(prompt: dict[str, Any]) -> dict[str, Any]:
+    """The prompt after plugins' on-prompt handlers, as the server would queue it.
+
+    Only a plugin that imported ``server`` can have registered one; otherwise the server
+    module (aiohttp) is not loaded at all.
+    """
+    server = sys.modules.get("app.server")
+    if server is None:
+        return prompt
+    body = server.PromptServer.instance.trigger_on_prompt({"prompt": prompt})
+    return body.get("prompt", prompt)
 
 
 def _fail(code: int, payload: dict[str, Any]) -> int:

@@ -105,4 +105,5 @@ def test_plugins_that_add_routes_load_and_run_headless(tmp_path):
     with Image.open(proc.stdout.split()[0]) as img:
         assert img.getpixel((0, 0)) == (128, 128, 128)
     assert "failed to load" not in proc.stderr  # every pack loaded
+    assert "routes_pack saw prompt ['1', '2', '3']" in proc.stderr  # its on-prompt handler ran
     assert "node LooseBroken skipped" in proc.stderr
