@@ -4,43 +4,30 @@
 import { el, loadPanelStyles } from "./panels.js";
 
 const DISMISSED_KEY = "kinema.pluginProblemsDismissed"; // per tab: the problems hidden
-const OTHER = "Other";
 
 /** Strip a leading "NAME: " that repeats what the dialog already shows. */
 const withoutPrefix = (text, name) => (text.startsWith(`${name}: `) ? text.slice(name.length + 2)
   : text);
 
 /**
- * The report's problem lines grouped by pack: [[pack, [{what, why}]]], in the order of the
- * lines. Lines the packs' details explain get the node (or "failed to load", "conflict") and
- * the reason apart; any other line is listed as it is, under its pack when it names one.
+ * The problems of each pack, from the report's structured per-pack details (not its
+ * `problems` lines, whose wording is for people): [[pack, [{what, why}]]], packs that loaded
+ * cleanly left out. `what` is the skipped node, "failed to load" or "conflict".
  */
 export function groupProblems(report) {
-  const explained = new Map(); // problem line -> [pack, {what, why}]
+  const groups = [];
   for (const [pack, info] of Object.entries(report?.packs || {})) {
-    if (info.error) {
-      explained.set(`custom node pack ${pack} failed to load: ${info.error}`,
-        [pack, { what: "failed to load", why: withoutPrefix(info.error, pack) }]);
-    }
+    const entries = [];
+    if (info.error) entries.push({ what: "failed to load", why: withoutPrefix(info.error, pack) });
     for (const [node, why] of Object.entries(info.refused_nodes || {})) {
-      explained.set(`custom node pack ${pack}: node ${node} skipped: ${why}`,
-        [pack, { what: node, why: withoutPrefix(why, node) }]);
+      entries.push({ what: node, why: withoutPrefix(why, node) });
     }
     for (const conflict of info.conflicts || []) {
-      explained.set(conflict, [pack, { what: "conflict", why: withoutPrefix(conflict, pack) }]);
+      entries.push({ what: "conflict", why: withoutPrefix(conflict, pack) });
     }
+    if (entries.length) groups.push([pack, entries]);
   }
-  const groups = new Map();
-  for (const line of report?.problems || []) {
-    let [pack, entry] = explained.get(line) || [];
-    if (!pack) {
-      pack = /^custom node pack (\S+?)(?::| failed to load)/.exec(line)?.[1] || OTHER;
-      entry = { what: "", why: line };
-    }
-    if (!groups.has(pack)) groups.set(pack, []);
-    groups.get(pack).push(entry);
-  }
-  return [...groups];
+  return groups;
 }
 
 const countLabel = (n) => `${n} plugin problem${n === 1 ? "" : "s"}`;
