@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from engine.folders import (
+    COMFY_KIND_NAMES,
     MODEL_EXTENSIONS,
     Folders,
     UnsafePathError,
@@ -26,12 +27,10 @@ from nodes.image_io import expand_prefix, split_annotation
 
 supported_pt_extensions: set[str] = set(MODEL_EXTENSIONS)
 
-# ComfyUI's names for kinds Kinema calls otherwise (its own legacy names included).
-KIND_ALIASES = {"unet": "diffusion_models", "clip": "text_encoders", "upscale_models": "upscale"}
 # ComfyUI's standard kinds that Kinema has no name of its own for: models/<kind>.
 COMFY_KINDS: dict[str, frozenset[str]] = {
     **{kind: MODEL_EXTENSIONS for kind in (
-        "diffusion_models", "clip_vision", "style_models", "embeddings", "vae_approx",
+        "style_models", "embeddings", "vae_approx",
         "controlnet", "gligen", "hypernetworks", "photomaker", "model_patches")},
     "configs": frozenset({".yaml"}),
     "custom_nodes": frozenset(),
@@ -49,7 +48,7 @@ def _folders() -> Folders:
 
 
 def map_legacy(folder_name: str) -> str:
-    return KIND_ALIASES.get(folder_name, folder_name)
+    return COMFY_KIND_NAMES.get(folder_name, folder_name)
 
 
 class _FolderList(MutableSequence[str]):
@@ -233,16 +232,7 @@ def exists_annotated_filepath(name: str) -> bool:
 def add_model_folder_path(folder_name: str, full_folder_path: str | os.PathLike,
                           is_default: bool = False) -> None:
     """Add a folder to a model kind (first when ``is_default``); a new kind lists every file."""
-    kind, path = map_legacy(folder_name), Path(full_folder_path)
-    kinds = _folders().model_kinds
-    dirs, exts = kinds.get(kind, ([], frozenset()))
-    if path in dirs:
-        dirs.remove(path)
-    if is_default:
-        dirs.insert(0, path)
-    else:
-        dirs.append(path)
-    kinds[kind] = (dirs, exts)
+    _folders().add_model_dir(map_legacy(folder_name), Path(full_folder_path), first=is_default)
 
 
 def get_folder_paths(folder_name: str) -> list[str]:

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-directory", type=Path, help="where outputs are written")
     parser.add_argument("--custom-nodes", type=Path, action="append",
                         help="a custom_nodes folder (repeatable; default BASE/custom_nodes)")
+    parser.add_argument("--extra-model-paths", type=Path, action="append", metavar="FILE",
+                        help="a ComfyUI extra_model_paths.yaml naming more model folders "
+                        "(repeatable; default BASE/extra_model_paths.yaml when present)")
     parser.add_argument("--cache-ram", type=float, metavar="GB",
                         help="output cache budget in GB (default: half the free RAM; 0: off)")
     parser.add_argument("--max-history", type=int, default=10_000)
@@ -53,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve(argv: list[str]) -> int:
+    from app.extra_model_paths import ExtraModelPathsError
     from app.security import startup_warning
     from app.server import PromptServer, ServerConfig
 
@@ -62,12 +66,17 @@ def serve(argv: list[str]) -> int:
         host=args.listen, port=args.port, auth_token=args.auth_token, base_dir=base,
         output_dir=args.output_directory.resolve() if args.output_directory else None,
         custom_nodes=args.custom_nodes,
+        extra_model_paths=[p.resolve() for p in args.extra_model_paths or []] or None,
         cache_bytes=None if args.cache_ram is None else int(args.cache_ram * 1024**3),
         max_history=args.max_history)
     warning = startup_warning(config.policy)
     if warning:
         print(f"WARNING: {warning}", file=sys.stderr)
-    server = PromptServer(config)
+    try:
+        server = PromptServer(config)
+    except ExtraModelPathsError as exc:
+        print(f"extra model paths: {exc}", file=sys.stderr)
+        return 2
     # What is loaded now (torch, nodes, plugins) lives as long as the process: keep it out of
     # the collector's full passes, which otherwise walk it again and again during runs.
     gc.freeze()

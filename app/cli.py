@@ -17,6 +17,7 @@ from typing import Any
 from PIL import Image
 from tqdm import tqdm
 
+from app.extra_model_paths import ExtraModelPathsError
 from app.runtime import Runtime
 from engine.executor import ExecutionResult
 from engine.graph import ExecutionPlan, PromptError, error_entry, validate_prompt
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="NODE.INPUT=VALUE", help="override an input (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--extra-model-paths", type=Path, action="append", metavar="FILE",
+                        help="a ComfyUI extra_model_paths.yaml naming more model folders "
+                        "(repeatable; default: the project's, when present)")
     parser.add_argument("--custom-nodes", type=Path, action="append",
                         help="a custom_nodes folder (repeatable; default: the project's "
                         "custom_nodes/)")
@@ -136,8 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    runtime = Runtime.create(output_dir=args.output_dir.resolve() if args.output_dir else None,
-                             custom_nodes=args.custom_nodes)
+    try:
+        runtime = Runtime.create(
+            output_dir=args.output_dir.resolve() if args.output_dir else None,
+            custom_nodes=args.custom_nodes, extra_model_paths=args.extra_model_paths)
+    except ExtraModelPathsError as exc:
+        return _fail(EXIT_INVALID, {"error": error_entry(
+            "invalid_extra_model_paths", "Cannot read the extra model paths file", str(exc)),
+            "node_errors": {}})
     gc.freeze()  # the loaded libraries and nodes stay: the collector need not walk them again
     for line in runtime.registry.failure_lines():
         log.warning(line)

@@ -51,6 +51,7 @@ class ServerConfig:
     base_dir: Path = PROJECT_ROOT
     output_dir: Path | None = None
     custom_nodes: list[Path] | None = None
+    extra_model_paths: list[Path] | None = None
     cache_bytes: int | None = None
     max_history: int = 10_000
     web_root: Path = PROJECT_ROOT / "web"
@@ -138,7 +139,8 @@ class PromptServer(PluginFacing):
         self.messages: asyncio.Queue[tuple[str, Any, str | None]] | None = None
         self.runtime = Runtime.create(base_dir=config.base_dir, output_dir=config.output_dir,
                                       custom_nodes=config.custom_nodes,
-                                      cache_bytes=config.cache_bytes)
+                                      cache_bytes=config.cache_bytes,
+                                      extra_model_paths=config.extra_model_paths)
         self.worker = InProcessWorker(self.runtime, self.queue, self._on_worker_event)
         self._add_routes(self.app)
 

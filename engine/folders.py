@@ -25,13 +25,19 @@ MODEL_EXTENSIONS = frozenset({".safetensors", ".pth", ".pt", ".ckpt", ".bin", ".
 DEFAULT_MODEL_KINDS: dict[str, frozenset[str]] = {
     "checkpoints": MODEL_EXTENSIONS,
     "diffusers": frozenset(),
+    "diffusion_models": MODEL_EXTENSIONS,
     "motion": MODEL_EXTENSIONS,
     "vae": MODEL_EXTENSIONS,
     "text_encoders": MODEL_EXTENSIONS,
+    "clip_vision": MODEL_EXTENSIONS,
     "loras": MODEL_EXTENSIONS,
     "upscale": MODEL_EXTENSIONS,
     "interpolate": MODEL_EXTENSIONS,
 }
+# ComfyUI's other names for kinds: models/<name> is read after the kind's own folder, so a
+# ComfyUI models folder works as it is, and plugins may ask for a kind by either name.
+COMFY_KIND_NAMES = {"unet": "diffusion_models", "clip": "text_encoders",
+                    "upscale_models": "upscale"}
 
 
 class UnsafePathError(ValueError):
@@ -56,8 +62,18 @@ class Folders:
         folders = cls(base=base, input=base / "input", output=(output or base / "output"),
                       temp=base / "temp", models=models)
         for kind, exts in DEFAULT_MODEL_KINDS.items():
-            folders.model_kinds[kind] = ([models / kind], exts)
+            dirs = [models / kind] + [models / name for name, same in COMFY_KIND_NAMES.items()
+                                      if same == kind]
+            folders.model_kinds[kind] = (dirs, exts)
         return folders
+
+    def add_model_dir(self, kind: str, path: Path, *, first: bool = False) -> None:
+        """Read models of ``kind`` from ``path`` too (before the others when ``first``); a
+        new kind lists every file."""
+        dirs, exts = self.model_kinds.get(kind, ([], frozenset()))
+        dirs = [d for d in dirs if d != path]
+        dirs.insert(0 if first else len(dirs), path)
+        self.model_kinds[kind] = (dirs, exts)
 
     def directory(self, kind: str) -> Path:
         """The input, output or temp folder by name."""
