@@ -43,6 +43,7 @@ from nodes.diffusion.families import (
 from nodes.diffusion.weights import (
     StateDict,
     check_fully_loaded,
+    dequantize_fp8,
     read_state_dict,
     shapes_of,
 )
@@ -100,7 +101,7 @@ def _load_folder(folder: Path, name: str, dtype: torch.dtype) -> tuple[Any, str]
 
 
 def _load_single_file(path: Path, name: str, dtype: torch.dtype) -> tuple[Any, str]:
-    state = read_state_dict(path, CHECKPOINTS_DIR)
+    state = dequantize_fp8(read_state_dict(path, CHECKPOINTS_DIR), dtype)
     family = checkpoint_family(name, shapes_of(state))
     sidecar = sidecar_for(path)
     hint = (f"A fine-tune whose shapes differ from {family}'s needs its diffusers configs in a "

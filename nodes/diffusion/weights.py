@@ -89,3 +89,35 @@ def check_fully_loaded(module: torch.nn.Module, what: str, name: str, hint: str)
     if missing:
         raise ModelLoadError(f"{name}: the {what} weights do not match its configuration "
                              f"({len(missing)} tensors missing, e.g. {missing[0]}). {hint}")
+
+
+# ComfyUI's "scaled" fp8 files: weight = stored fp8 weight x its scale; the marker tensor and
+# the input scales (used only by fp8 matrix multiplication) carry no weights.
+WEIGHT_SCALE_SUFFIXES = (".scale_weight", ".weight_scale")
+NOT_WEIGHTS_SUFFIXES = (".scale_input", ".input_scale", ".comfy_quant")
+SCALED_FP8_MARKER = "scaled_fp8"
+FP8_DTYPES = frozenset({torch.float8_e4m3fn, torch.float8_e5m2})
+
+
+def dequantize_fp8(state: StateDict, dtype: torch.dtype) -> StateDict:
+    """fp8 tensors as ``dtype``, with ComfyUI's per-tensor scales applied ("scaled" files:
+    ``X.weight`` times ``X.scale_weight``); scale tensors and the format's marker removed.
+
+    Other tensors keep their dtype. A scale is applied in float32, then cast, so a
+    bf16 or fp16 result is the nearest value to what the file means.
+    """
+    scales = {key[: -len(suffix)] + ".weight": value for key, value in state.items()
+              for suffix in WEIGHT_SCALE_SUFFIXES if key.endswith(suffix)}
+    out: StateDict = {}
+    for key, value in state.items():
+        if key.rsplit(".", 1)[-1] == SCALED_FP8_MARKER or key.endswith(
+                (*WEIGHT_SCALE_SUFFIXES, *NOT_WEIGHTS_SUFFIXES)):
+            continue
+        scale = scales.get(key)
+        if value.dtype in FP8_DTYPES or scale is not None:
+            # As ComfyUI does, a scale applies whatever the weight's dtype.
+            target = dtype if value.dtype in FP8_DTYPES else value.dtype
+            value = value.float() * scale.float() if scale is not None else value.float()
+            value = value.to(target)
+        out[key] = value
+    return out

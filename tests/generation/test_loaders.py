@@ -3,11 +3,13 @@ layout, AnimateDiff motion adapters, and clear errors for missing, corrupt or fo
 
 from __future__ import annotations
 
+import shutil
 import socket
+from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import nodes
 from engine.graph import PromptError, validate_prompt
@@ -243,3 +245,54 @@ def test_a_checkpoint_in_the_motion_folder_is_refused_clearly(workspace):
     path = workspace.models / "checkpoints" / SAFETENSORS
     with pytest.raises(ModelLoadError, match="not an AnimateDiff motion module"):
         load_motion_adapter(path, path.name)
+
+
+def test_comfyui_scaled_fp8_files_are_read_with_their_scales(tmp_path):
+    from nodes.diffusion.weights import dequantize_fp8, read_state_dict
+
+    torch.manual_seed(0)
+    weight, bias = torch.randn(16, 8) * 0.02, torch.randn(16)
+    scale = weight.abs().max() / 448  # the largest float8_e4m3fn value
+    save_file({"blocks.0.proj.weight": (weight / scale).to(torch.float8_e4m3fn),
+               "blocks.0.proj.scale_weight": scale.reshape(()),
+               "blocks.0.proj.scale_input": torch.ones(()),
+               "blocks.0.proj.bias": bias.to(torch.bfloat16),
+               "blocks.1.norm.weight": torch.ones(8).to(torch.float8_e4m3fn),
+               "scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)},
+              str(tmp_path / "wan_fp8_scaled.safetensors"))
+    state = dequantize_fp8(read_state_dict(tmp_path / "wan_fp8_scaled.safetensors",
+                                           "models/diffusion_models/"), torch.float32)
+    assert sorted(state) == ["blocks.0.proj.bias", "blocks.0.proj.weight",
+                             "blocks.1.norm.weight"]
+    # fp8 keeps about 3 significant bits: within an eighth of each value, scale applied.
+    error = (state["blocks.0.proj.weight"] - weight).abs()
+    assert bool((error <= weight.abs() / 8 + scale).all())
+    assert state["blocks.0.proj.weight"].abs().max() < 1  # the raw fp8 values reach 448
+    assert state["blocks.1.norm.weight"].tolist() == [1.0] * 8
+    assert state["blocks.0.proj.bias"].dtype == torch.bfloat16  # only fp8 is converted
+
+
+def test_an_fp8_scaled_checkpoint_loads_close_to_the_full_one(workspace, offline, tmp_path):
+    state = load_file(str(workspace.models / "checkpoints" / SAFETENSORS))
+    scaled: dict[str, torch.Tensor] = {"scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)}
+    for key, value in state.items():
+        if key.endswith(".weight") and value.dim() >= 2:
+            scale = value.abs().max().clamp(min=1e-12) / 448
+            scaled[key] = (value / scale).to(torch.float8_e4m3fn)
+            scaled[key.removesuffix("weight") + "scale_weight"] = scale.float()
+        else:
+            scaled[key] = value
+    path = tmp_path / "sd15_fp8_e4m3fn_scaled.safetensors"
+    save_file(scaled, str(path))
+    # The tiny model's shapes come from its sidecar configs, as a fine-tune's would.
+    sidecar = workspace.models / "checkpoints" / (Path(SAFETENSORS).stem + ".config")
+    shutil.copytree(sidecar, tmp_path / (path.stem + ".config"))
+    full = load_model(workspace.models / "checkpoints" / SAFETENSORS, SAFETENSORS)
+    fp8 = load_model(path, path.name)
+    for component in COMPONENTS:
+        a = getattr(full.pipe, component).state_dict()
+        b = getattr(fp8.pipe, component).state_dict()
+        assert a.keys() == b.keys()
+        for key in a:
+            assert b[key].dtype == a[key].dtype
+            assert float((a[key] - b[key]).abs().max()) <= float(a[key].abs().max()) / 8 + 1e-6
