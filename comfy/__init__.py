@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from importlib.abc import MetaPathFinder
-from importlib.machinery import ModuleSpec
+from importlib.machinery import ModuleSpec, PathFinder
 from types import ModuleType
 
 SUPPORTED_MODULES = frozenset({"comfy.utils", "comfy.model_management", "comfy.comfy_types",
@@ -49,6 +49,8 @@ class UnsupportedComfyModules(MetaPathFinder):
         if fullname.startswith("comfy.") and fullname not in SUPPORTED_MODULES:
             what = "the ComfyUI module"
         elif top in REFUSED_TOP_LEVEL:
+            if PathFinder.find_spec(fullname, path) is not None:
+                return None  # a module of that name on sys.path (a pack's own) loads as usual
             what = f"{REFUSED_TOP_LEVEL[top]}, the module"
         else:
             return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import sys
 from pathlib import Path
 
 import pytest
@@ -240,6 +241,14 @@ def test_devices_and_memory():
 def test_unsupported_comfy_modules_fail_at_import_with_a_clear_error(statement, what):
     with pytest.raises(ImportError, match=f"Kinema does not provide {what}"):
         exec(statement, {})
+
+
+def test_a_packs_own_module_named_like_comfyuis_still_imports(tmp_path, monkeypatch):
+    (tmp_path / "execution.py").write_text("WHO = 'the pack'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "execution", raising=False)
+    assert importlib.import_module("execution").WHO == "the pack"
+    monkeypatch.delitem(sys.modules, "execution")
 
 
 def test_supported_comfy_modules_import_and_name_missing_functions():
