@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine.folders import active_folders, path_stamp
 from nodes.diffusion.bundle import KINEMA_MODEL, KINEMA_MOTION, ModelBundle, MotionModule
-from nodes.diffusion.families import (
+from nodes.diffusion.model_files import (
     CHECKPOINTS_DIR,
     DIFFUSERS_DIR,
     FOLDER_FAMILIES,
@@ -164,7 +164,7 @@ class MotionAdapterLoader:
         if path is None:
             raise ModelLoadError(self.VALIDATE_INPUTS(motion_adapter))
         # diffusers loads when the node runs, not with the nodes (nodes/diffusion/__init__.py).
-        from nodes.diffusion.loading import load_motion_adapter
+        from nodes.diffusion.families.animatediff import load_motion_adapter
 
         return (load_motion_adapter(path, motion_adapter),)
 

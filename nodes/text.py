@@ -1,27 +1,20 @@
 """Text encoding: a prompt and its negative → the model's own text embeddings.
 
-The embeddings come from the loaded pipeline's ``encode_prompt``, the very function the
-diffusers pipeline calls on a prompt, so a graph conditions exactly as the pipeline would.
+The embeddings come from the model's family, which calls the loaded pipeline's own
+``encode_prompt``, so a graph conditions exactly as the pipeline would.
 """
 
 from __future__ import annotations
-
-import torch
 
 from nodes.diffusion.bundle import KINEMA_CONDITIONING, KINEMA_MODEL, Conditioning, ModelBundle
 
 
 def encode_text(model: ModelBundle, prompt: str, negative_prompt: str) -> Conditioning:
     """Prompt and negative prompt embeddings from the model's text encoder."""
-    pipe = model.pipe
-    if not hasattr(pipe, "encode_prompt") or getattr(pipe, "text_encoder", None) is None:
-        raise ValueError(f"{model.source} ({model.family}) has no text encoder: it is conditioned "
-                         "on an image (use its keyframe input), not on a prompt")
-    # What the pipeline's __call__ does with a prompt: one embedding per prompt, and the
-    # negative one for classifier-free guidance (an empty negative is encoded too, as there).
-    with torch.no_grad():
-        prompt_embeds, negative_embeds = pipe.encode_prompt(
-            prompt, model.device, 1, True, negative_prompt)
+    # The family is a heavy module (diffusers), loaded when the node runs.
+    from nodes.diffusion.families import family_of
+
+    prompt_embeds, negative_embeds = family_of(model).encode_text(model, prompt, negative_prompt)
     return Conditioning(model.family, model.source, prompt, negative_prompt,
                         prompt_embeds, negative_embeds)
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from engine.folders import active_folders, path_stamp
 from engine.frames import FRAMES, Frames
 from nodes.diffusion.device import inference_device, inference_dtype
-from nodes.diffusion.families import ModelLoadError
+from nodes.diffusion.model_files import ModelLoadError
 from nodes.diffusion.weights import read_state_dict
 from nodes.imaging import report_progress, resample
 from nodes.video.esrgan import network_from_state

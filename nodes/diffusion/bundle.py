@@ -15,8 +15,6 @@ KINEMA_CONDITIONING = "KINEMA_CONDITIONING"
 
 # Families Kinema knows; the loaders detect them from the weights' keys.
 SD1, SD2, MODELSCOPE, ANIMATEDIFF, SVD = "sd1", "sd2", "modelscope", "animatediff", "svd"
-TEXT_TO_IMAGE = frozenset({SD1, SD2})
-VIDEO = frozenset({MODELSCOPE, ANIMATEDIFF, SVD})
 
 
 @dataclass

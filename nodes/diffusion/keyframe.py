@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
-from nodes.diffusion.bundle import TEXT_TO_IMAGE, Conditioning, ModelBundle
+from nodes.diffusion.bundle import Conditioning, ModelBundle
+from nodes.diffusion.families import family_of
 from nodes.diffusion.latents import decode_latents
 from nodes.diffusion.progress import step_callback
 from nodes.diffusion.schedulers import make_scheduler
@@ -27,7 +28,7 @@ def generate_keyframe(model: ModelBundle, conditioning: Conditioning, seed: int,
                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the SD pipeline on the model's components → (IMAGE ``[B,H,W,3]``, latents)."""
     # 1. Check the inputs
-    if model.family not in TEXT_TO_IMAGE:
+    if not family_of(model).makes_images:
         raise ValueError(f"{model.source} is a {model.family} model; the keyframe generator "
                          "needs Stable Diffusion 1.x/2.x (video models go to the temporal "
                          "denoiser)")

@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from nodes.diffusion.families import ModelLoadError
+from nodes.diffusion.model_files import ModelLoadError
 
 SAFETENSORS_SUFFIXES = frozenset({".safetensors", ".sft"})
 PICKLE_SUFFIXES = frozenset({".pth", ".ckpt", ".pt", ".bin"})

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nodes.diffusion.device import inference_device
-from nodes.diffusion.families import ModelLoadError
+from nodes.diffusion.model_files import ModelLoadError
 from nodes.diffusion.weights import StateDict, read_state_dict
 
 EXPECTED = "expected RIFE IFNet 4.x weights (keys block0.conv0.0.0.weight, block0.convblock...)"

@@ -13,13 +13,10 @@ from safetensors.torch import load_file, save_file
 
 import nodes
 from engine.graph import PromptError, validate_prompt
-from nodes.diffusion.families import (
-    ModelLoadError,
-    checkpoint_family,
-    folder_family,
-    motion_version,
-)
-from nodes.diffusion.loading import load_model, load_motion_adapter
+from nodes.diffusion.families import checkpoint_family, folder_family
+from nodes.diffusion.families.animatediff import load_motion_adapter, motion_version
+from nodes.diffusion.loading import load_model
+from nodes.diffusion.model_files import ModelLoadError
 from nodes.loaders import KinemaModelLoader, MotionAdapterLoader, model_choices, motion_choices
 from tests.generation.tiny_motion import build_motion_adapter, original_motion_state
 from tests.generation.tiny_sd import build_sd_pipeline, write_ldm_checkpoint
@@ -171,7 +168,7 @@ def test_a_foreign_file_names_the_expected_families_and_folders(tmp_path):
 ])
 def test_the_family_is_told_from_the_keys(keys, family_or_error):
     if family_or_error in ("sd1", "sd2"):
-        assert checkpoint_family("x", keys) == family_or_error
+        assert checkpoint_family("x", keys)[1] == family_or_error
     else:
         with pytest.raises(ModelLoadError, match=family_or_error):
             checkpoint_family("x", keys)
@@ -185,7 +182,7 @@ def test_a_diffusers_folder_is_sd2_when_it_conditions_on_1024_wide_text(tmp_path
     for width, family in ((768, "sd1"), (1024, "sd2")):
         (tmp_path / "unet" / "config.json").write_text(json.dumps(
             {"cross_attention_dim": width}))
-        assert folder_family(tmp_path) == (family, "StableDiffusionPipeline")
+        assert folder_family(tmp_path)[1:] == (family, "StableDiffusionPipeline")
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
     with pytest.raises(ModelLoadError, match="not a family Kinema runs"):
         folder_family(tmp_path)

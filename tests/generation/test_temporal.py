@@ -22,7 +22,6 @@ from PIL import Image
 from engine.cache import OutputCache
 from engine.executor import Executor
 from engine.folders import active_folders, use_folders
-from nodes.diffusion import video
 from nodes.diffusion.bundle import (
     ANIMATEDIFF,
     KINEMA_CONDITIONING,
@@ -35,6 +34,8 @@ from nodes.diffusion.bundle import (
     ModelBundle,
     MotionModule,
 )
+from nodes.diffusion.families import animatediff, family_of, svd
+from nodes.diffusion.families.base import VideoSettings
 from nodes.diffusion.windows import (
     ContextWindows,
     denoise_animatediff,
@@ -227,7 +228,7 @@ def reference_args(tiny: dict, family: str, frames: int = 8, steps: int = 3, **e
     common = dict(num_frames=frames, height=SIZE, width=SIZE, num_inference_steps=steps,
                   generator=generator(), **extra)
     if family == "svd":
-        return dict(image=video.keyframe_image(keyframe()), min_guidance_scale=1.0,
+        return dict(image=svd.keyframe_image(keyframe()), min_guidance_scale=1.0,
                     max_guidance_scale=7.5, fps=7, motion_bucket_id=127,
                     noise_aug_strength=0.02, **common)
     cond = tiny["modelscope_cond" if family == "modelscope" else "sd_cond"]
@@ -313,7 +314,7 @@ def test_keyframe_then_video_the_emu_video_way(active, tiny):
     prompt["10"]["inputs"]["keyframe"] = ["7", 0]
     run = run_ok(prompt)
     args = reference_args(tiny, "svd", 4, output_type="pt", decode_chunk_size=3)
-    args["image"] = video.keyframe_image(run.captured["8"])
+    args["image"] = svd.keyframe_image(run.captured["8"])
     assert max_diff(run.captured["12"], as_image(reference(tiny, "svd")(**args).frames)) \
         <= TOLERANCE
 
@@ -358,7 +359,7 @@ def test_animating_an_sd_model_adds_no_second_copy_of_its_weights(tiny):
     model costs no memory the output cache cannot see."""
     unet, adapter = tiny["sd"].pipe.unet, tiny["motion"].adapter
     owned = {t.data_ptr() for m in (unet, adapter) for t in [*m.parameters(), *m.buffers()]}
-    combined = video.motion_unet(unet, adapter)
+    combined = animatediff.motion_unet(unet, adapter)
     weights = list(combined.parameters())
     assert len(weights) == len(list(unet.parameters())) + len(list(adapter.parameters()))
     assert all(w.data_ptr() in owned for w in weights)
@@ -366,9 +367,10 @@ def test_animating_an_sd_model_adds_no_second_copy_of_its_weights(tiny):
 
 def test_motion_unet_is_built_once_per_model_and_adapter(active, monkeypatch):
     built = []
-    original = video._shared_motion_unet
-    monkeypatch.setattr(video, "_shared_motion_unet", lambda *a: built.append(1) or original(*a))
-    video._motion_unets.clear()
+    original = animatediff._shared_motion_unet
+    monkeypatch.setattr(animatediff, "_shared_motion_unet",
+                        lambda *a: built.append(1) or original(*a))
+    animatediff._motion_unets.clear()
     for seed in (1, 2):
         run_ok(object_graph("animatediff", seed=seed, frames=4, steps=1))
     assert len(built) == 1
@@ -501,15 +503,17 @@ def test_long_clips_slide_blended_windows(active, family):
 
 
 def test_context_length_zero_is_the_models_window(tiny):
-    svd = video.video_pipeline(tiny["svd"], None, "default")
-    windows = video.context_windows(SVD, svd, video.VideoSettings(frames=10, context_overlap=1))
-    assert windows is not None and windows.length == tiny_video.SVD_WINDOW
-    assert video.context_windows(SVD, svd, video.VideoSettings(frames=4)) is None
-    modelscope = video.video_pipeline(tiny["modelscope"], None, "default")
-    assert video.context_windows(MODELSCOPE, modelscope, video.VideoSettings(frames=64)) is None
-    animatediff = video.video_pipeline(tiny["sd"], tiny["motion"], "default")
-    windows = video.context_windows(SD1, animatediff, video.VideoSettings(frames=24))
-    assert windows is not None and windows.length == video.ANIMATEDIFF_WINDOW
+    def windows(model, motion, frames, **settings):
+        family = family_of(model)
+        pipe = family.video_pipeline(model, motion, "default")
+        return family.context_windows(pipe, VideoSettings(frames=frames, **settings))
+
+    found = windows(tiny["svd"], None, 10, context_overlap=1)
+    assert found is not None and found.length == tiny_video.SVD_WINDOW
+    assert windows(tiny["svd"], None, 4) is None
+    assert windows(tiny["modelscope"], None, 64) is None
+    found = windows(tiny["sd"], tiny["motion"], 24)
+    assert found is not None and found.length == animatediff.ANIMATEDIFF_WINDOW
 
 
 def test_window_weights_blend_seams_smoothly():

@@ -13,7 +13,7 @@ from engine.frames import Frames
 from engine.graph import PromptError, validate_prompt
 from engine.registry import build_registry
 from nodes import interpolate as interpolate_module
-from nodes.diffusion.families import ModelLoadError
+from nodes.diffusion.model_files import ModelLoadError
 from nodes.interpolate import FrameInterpolate
 from nodes.video.rife import warp
 from tests.generation.workspace import CaptureOutputs

@@ -18,7 +18,7 @@ from engine.executor import Executor
 from engine.frames import AudioSource, Frames
 from engine.graph import validate_prompt
 from engine.registry import build_registry
-from nodes.diffusion.families import ModelLoadError
+from nodes.diffusion.model_files import ModelLoadError
 from nodes.upscale import FrameUpscale, load_upscale_model
 from nodes.video.esrgan import network_from_state
 from nodes.video.tiling import blend_weights, tile_spans, upscale_tiled

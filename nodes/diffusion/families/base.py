@@ -1,0 +1,182 @@
+"""The contract every model family fulfils, and what the generation nodes pass to it.
+
+A family is one module under ``nodes/diffusion/families/`` holding a ``Family`` subclass: it
+recognises its weights, loads its components, encodes text, denoises a clip (with progress and
+interrupt) and knows its latent layout and window. The nodes and the shared generation code ask
+the model's family; no code outside a family's module tests which family a model is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import diffusers
+import torch
+
+from nodes.diffusion.bundle import Conditioning, ModelBundle, MotionModule
+from nodes.diffusion.model_files import DIFFUSERS_DIR, FOLDER_FAMILIES, ModelLoadError
+from nodes.diffusion.schedulers import DEFAULT
+from nodes.diffusion.windows import ContextWindows
+
+if TYPE_CHECKING:
+    from nodes.diffusion.weights import StateDict
+
+Shapes = Mapping[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """What the user chose for one clip (the TemporalDenoiser node's widgets)."""
+
+    frames: int = 16
+    steps: int = 25
+    cfg: float = 7.5
+    min_cfg: float = 1.0  # SVD only: guidance at the first frame (cfg is the last frame's)
+    seed: int = 0
+    scheduler: str = DEFAULT
+    width: int = 0  # 0: the model's default size (SVD: the keyframe's size)
+    height: int = 0
+    fps: int = 7
+    motion_bucket_id: int = 127
+    noise_aug_strength: float = 0.02
+    context_length: int = 0  # 0: the model's own window
+    context_overlap: int = 4
+    context_blend: str = "cosine"
+    shift: float = 0.0  # flow-matching families: the sigma shift (0: the model's own)
+
+    def generator(self) -> torch.Generator:
+        """Seeded on the CPU as a user would: the same noise on every device."""
+        return torch.Generator("cpu").manual_seed(self.seed)
+
+
+@dataclass
+class VideoLatents:
+    """Denoised latents in the pipeline's own layout, and the pipeline that made them."""
+
+    latents: torch.Tensor
+    pipe: Any
+    family: str
+
+
+def key_prefixes(shapes: Shapes) -> Callable[[str], bool]:
+    """``has(prefix)``: whether any key starts with ``prefix`` (first dotted part indexed)."""
+    heads = {k.split(".", 1)[0] for k in shapes}
+
+    def has(prefix: str) -> bool:
+        head = prefix.split(".", 1)[0]
+        return head in heads and any(k.startswith(prefix) for k in shapes)
+
+    return has
+
+
+class Family:
+    """One model family. Subclasses override what their models do differently."""
+
+    #: The ``ModelBundle.family`` names this module serves.
+    names: tuple[str, ...] = ()
+    #: diffusers pipeline class (model_index.json's ``_class_name``) → family name.
+    pipelines: Mapping[str, str] = {}
+    #: Whether the keyframe generator (text → one image) runs it.
+    makes_images = False
+
+    # --- recognising and loading ---------------------------------------------------------
+
+    def recognise(self, name: str, shapes: Shapes) -> str | None:
+        """The family name of a single file's weights, None when they are not this family's.
+
+        May raise ModelLoadError for a file that is this family's but cannot load this way.
+        """
+        return None
+
+    def folder_family(self, folder: Path, class_name: str) -> str:
+        """The family of a diffusers folder whose pipeline class is one of ``pipelines``."""
+        return self.pipelines[class_name]
+
+    def folder_pipeline(self, class_name: str) -> tuple[Any, dict[str, Any]]:
+        """The pipeline class that loads a folder, and what to pass its ``from_pretrained``."""
+        return getattr(diffusers, class_name), {}
+
+    def load_folder(self, folder: Path, name: str, class_name: str, dtype: torch.dtype) -> Any:
+        """The diffusers pipeline of a folder, offline."""
+        cls, kwargs = self.folder_pipeline(class_name)
+        try:
+            return cls.from_pretrained(str(folder), local_files_only=True, dtype=dtype, **kwargs)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{name}: the diffusers folder could not be loaded ({type(exc).__name__}: {exc})."
+                f" Expected a complete {class_name} folder (model_index.json, and each "
+                f"component's config and weights) in {DIFFUSERS_DIR}.") from exc
+
+    def load_single_file(self, path: Path, state: StateDict, family: str, name: str,
+                         dtype: torch.dtype) -> Any:
+        """The pipeline of a single file this family recognised."""
+        raise ModelLoadError(f"{name}: {family} models load only as diffusers folders of "
+                             f"{FOLDER_FAMILIES} in {DIFFUSERS_DIR}")
+
+    # --- generating ----------------------------------------------------------------------
+
+    def encode_text(self, model: ModelBundle, prompt: str, negative_prompt: str,
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(prompt, negative prompt) embeddings, as the pipeline's ``__call__`` makes them."""
+        pipe = model.pipe
+        if not hasattr(pipe, "encode_prompt") or getattr(pipe, "text_encoder", None) is None:
+            raise ValueError(f"{model.source} ({model.family}) has no text encoder: it is "
+                             "conditioned on an image (use its keyframe input), not on a prompt")
+        # One embedding per prompt, and the negative one for classifier-free guidance (an
+        # empty negative is encoded too, as there).
+        with torch.no_grad():
+            return pipe.encode_prompt(prompt, model.device, 1, True, negative_prompt)
+
+    def video_pipeline(self, model: ModelBundle, motion: MotionModule | None,
+                       scheduler: str) -> Any:
+        """A fresh video pipeline over the model's components (a fresh scheduler)."""
+        raise ValueError(f"{model.source} is a {model.family!r} model, not a video model: use a "
+                         "video model (ModelScope/Zeroscope, SD 1.x with a motion adapter, SVD, "
+                         "Wan)")
+
+    def window(self, pipe: Any) -> int | None:
+        """How many frames the model denoises at once; None when it has no limit."""
+        return None
+
+    def context_windows(self, pipe: Any, s: VideoSettings) -> ContextWindows | None:
+        """The windows a clip needs, or None when it fits (the plain pipeline call)."""
+        length = s.context_length or self.window(pipe)
+        if length is not None and s.frames > length:
+            return ContextWindows(s.frames, length, s.context_overlap, s.context_blend)
+        return None
+
+    def denoise(self, model: ModelBundle, s: VideoSettings, conditioning: Conditioning | None,
+                motion: MotionModule | None, keyframe: torch.Tensor | None) -> VideoLatents:
+        """Denoise one clip; progress, previews and interrupt go to the running node."""
+        raise ValueError(f"{model.source} is a {model.family!r} model, not a video model")
+
+    def latent_layout(self, latents: torch.Tensor) -> torch.Tensor:
+        """The pipeline's latents in Kinema's video LATENT layout, ``[B,C,F,H,W]``."""
+        return latents
+
+    def decode(self, video: VideoLatents, chunk: int) -> torch.Tensor:
+        """The pipeline's own decode, ``chunk`` frames at a time (0: all); ``[B,C,F,H,W]``."""
+        return video.pipe.decode_latents(video.latents, chunk or video.latents.shape[2])
+
+
+def quiet(pipe: Any) -> Any:
+    """The pipeline, reporting progress through the engine's hook instead of tqdm."""
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def no_motion(model: ModelBundle, motion: MotionModule | None) -> None:
+    """Refuse a motion adapter on a family that is not animated by one."""
+    if motion is not None:
+        raise ValueError(f"a motion adapter animates SD 1.x models; {model.source} is a "
+                         f"{model.family!r} model: disconnect the motion input")
+
+
+def first_sentence(exc: Exception) -> str:
+    """diffusers' shape errors go on with advice for its own API; keep what went wrong."""
+    text = " ".join(str(exc).split())
+    cut = text.find(". ")
+    return f"{type(exc).__name__}: {text[:cut + 1] if cut > 0 else text}"

@@ -1,0 +1,35 @@
+"""What the two UNet text-to-video families (ModelScope, AnimateDiff) share: checking the
+conditioning, anchoring a keyframe, and the pipeline arguments of one clip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from nodes.diffusion.anchor import AnchoredScheduler, keyframe_latent
+from nodes.diffusion.bundle import Conditioning, ModelBundle
+from nodes.diffusion.families.base import VideoSettings
+
+
+def text_video_args(pipe: Any, model: ModelBundle, s: VideoSettings,
+                    conditioning: Conditioning | None, keyframe: torch.Tensor | None,
+                    ) -> dict[str, Any]:
+    """The pipeline arguments of one clip; a keyframe anchors frame 0 through the scheduler."""
+    if conditioning is None:
+        raise ValueError(f"{model.family} models need a text conditioning: connect one "
+                         "(KinemaTextEncode with this model)")
+    expected = pipe.unet.config.cross_attention_dim
+    if conditioning.prompt_embeds.shape[-1] != expected:
+        raise ValueError(f"the conditioning comes from a {conditioning.family} text encoder "
+                         f"({conditioning.prompt_embeds.shape[-1]} wide) but this model expects "
+                         f"{expected}: encode the prompt with this model")
+    if keyframe is not None:
+        # Frame 0 is the clean keyframe in every model input and after every step; the calls
+        # (plain or windowed) are otherwise the ones without a keyframe.
+        pipe.scheduler = AnchoredScheduler(
+            pipe.scheduler, keyframe_latent(pipe, keyframe, s.width, s.height), s.frames)
+    return dict(prompt_embeds=conditioning.prompt_embeds,
+                negative_prompt_embeds=conditioning.negative_prompt_embeds,
+                height=s.height or None, width=s.width or None,
+                num_inference_steps=s.steps, guidance_scale=s.cfg, generator=s.generator())
