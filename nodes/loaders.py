@@ -16,9 +16,12 @@ from nodes.diffusion.bundle import KINEMA_MODEL, KINEMA_MOTION, ModelBundle, Mot
 from nodes.diffusion.model_files import (
     CHECKPOINTS_DIR,
     DIFFUSERS_DIR,
+    DIFFUSION_MODELS_DIR,
     FOLDER_FAMILIES,
     MOTION_DIR,
     SINGLE_FILE_FAMILIES,
+    TEXT_ENCODERS_DIR,
+    VAE_DIR,
     ModelLoadError,
     is_sidecar,
 )
@@ -93,8 +96,9 @@ class KinemaModelLoader:
     DESCRIPTION = ("Loads a model from your models folder, offline: a single-file Stable "
                    "Diffusion 1.x/2.x checkpoint (.safetensors, or .pth/.ckpt) from "
                    "models/checkpoints/, or a diffusers folder (SD, ModelScope/Zeroscope, "
-                   "AnimateDiff, Stable Video Diffusion) from models/diffusers/<name>/. The "
-                   "family is detected from the weights.")
+                   "AnimateDiff, Stable Video Diffusion, Wan 2.1/2.2) from "
+                   "models/diffusers/<name>/. The family is detected from the weights. Wan's "
+                   "single files load with Load DiT Video Model.")
     CATEGORY = "kinema/loaders"
     RETURN_TYPES = (KINEMA_MODEL,)
     RETURN_NAMES = ("model",)
@@ -169,11 +173,94 @@ class MotionAdapterLoader:
         return (load_motion_adapter(path, motion_adapter),)
 
 
+NONE = "none"
+COMPONENT_KINDS = {"diffusion_model": ("diffusion_models", DIFFUSION_MODELS_DIR),
+                   "text_encoder": ("text_encoders", TEXT_ENCODERS_DIR),
+                   "vae": ("vae", VAE_DIR),
+                   "diffusion_model_2": ("diffusion_models", DIFFUSION_MODELS_DIR)}
+
+
+def _component_path(input_name: str, name: str) -> Path | None:
+    return active_folders().model_path(COMPONENT_KINDS[input_name][0], name)
+
+
+class DiTModelLoader:
+    """Loads a diffusion-transformer video model kept as ComfyUI keeps it: one file each for
+    the diffusion model, its text encoder and its VAE."""
+
+    DESCRIPTION = ("Loads a video diffusion transformer (Wan 2.1 / 2.2) from ComfyUI's single "
+                   "files: the diffusion model from models/diffusion_models/ (or unet/), its "
+                   "text encoder from models/text_encoders/ (or clip/) and its VAE from "
+                   "models/vae/; original or ComfyUI layout, fp16/bf16/fp8/fp8-scaled. The "
+                   "architecture is read from the weights. Wan 2.2 A14B: the high-noise expert "
+                   "as diffusion_model, the low-noise one as diffusion_model_2. Diffusers "
+                   "folders load with Load Model (Kinema).")
+    CATEGORY = "kinema/loaders"
+    RETURN_TYPES = (KINEMA_MODEL,)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        folders = active_folders()
+
+        def files(input_name: str, tooltip: str) -> tuple:
+            kind, where = COMPONENT_KINDS[input_name]
+            return _combo(folders.model_files(kind), f"{tooltip} A file in {where}.")
+
+        second = [NONE, *folders.model_files("diffusion_models")]
+        return {"required": {
+            "diffusion_model": files("diffusion_model", "The diffusion transformer (Wan 2.2 "
+                                     "A14B: the high-noise expert)."),
+            "text_encoder": files("text_encoder", "Its text encoder (Wan: umt5_xxl_*)."),
+            "vae": files("vae", "Its VAE (Wan 2.1 and Wan 2.2 A14B: wan_2.1_vae)."),
+        }, "optional": {
+            "diffusion_model_2": (second, {"default": NONE, "tooltip": (
+                "Wan 2.2 A14B's low-noise expert, taking over from the first at its boundary "
+                "(t = 875 for text-to-video); none for single-model families.")}),
+        }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, diffusion_model: str, text_encoder: str, vae: str,
+                        diffusion_model_2: str = NONE) -> bool | str:
+        chosen = {"diffusion_model": diffusion_model, "text_encoder": text_encoder, "vae": vae,
+                  "diffusion_model_2": diffusion_model_2}
+        for input_name, name in chosen.items():
+            if input_name == "diffusion_model_2" and name == NONE:
+                continue
+            if not (isinstance(name, str) and name and _component_path(input_name, name)):
+                return (f"{input_name} {name!r} was not found: put it in "
+                        f"{COMPONENT_KINDS[input_name][1]}")
+        return True
+
+    @classmethod
+    def IS_CHANGED(cls, diffusion_model: str, text_encoder: str, vae: str,
+                   diffusion_model_2: str = NONE) -> str:
+        chosen = {"diffusion_model": diffusion_model, "text_encoder": text_encoder, "vae": vae,
+                  "diffusion_model_2": diffusion_model_2}
+        return "|".join(_stamp(_component_path(k, v)) for k, v in chosen.items() if v != NONE)
+
+    def load(self, diffusion_model: str, text_encoder: str, vae: str,
+             diffusion_model_2: str = NONE) -> tuple[ModelBundle]:
+        problem = self.VALIDATE_INPUTS(diffusion_model, text_encoder, vae, diffusion_model_2)
+        if problem is not True:
+            raise ModelLoadError(problem)
+        names = (diffusion_model, text_encoder, vae, diffusion_model_2)
+        paths = [None if name == NONE else _component_path(input_name, name)
+                 for input_name, name in zip(COMPONENT_KINDS, names, strict=True)]
+        # diffusers loads when the node runs, not with the nodes (nodes/diffusion/__init__.py).
+        from nodes.diffusion.loading import load_component_model
+
+        return (load_component_model(*paths, names),)
+
+
 NODE_CLASS_MAPPINGS = {
     "KinemaModelLoader": KinemaModelLoader,
     "MotionAdapterLoader": MotionAdapterLoader,
+    "DiTModelLoader": DiTModelLoader,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "KinemaModelLoader": "Load Model (Kinema)",
     "MotionAdapterLoader": "Load Motion Adapter (AnimateDiff)",
+    "DiTModelLoader": "Load DiT Video Model (Wan)",
 }

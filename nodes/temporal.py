@@ -39,6 +39,9 @@ class TemporalDenoiser:
     - ModelScope / Zeroscope (UNet3D): text conditioning (+ an optional keyframe) → clip.
     - Stable Diffusion 1.x + a motion adapter (AnimateDiff): text conditioning (+ an optional
       keyframe) → clip.
+    - Wan 2.1 / 2.2 (diffusion transformers, flow matching): text conditioning → clip of up to
+      81 frames (4k+1; others are rounded as WanPipeline rounds them), 832x480 by default;
+      samplers default (its UniPC), euler, unipc, dpmpp_2m, with ``shift``.
     - Stable Video Diffusion / SVD-XT: keyframe → clip (fps, motion bucket, noise
       augmentation); it keeps its own Euler sampler, so ``scheduler`` does not apply. Its
       guidance rises linearly from ``min_cfg`` on the first frame to ``cfg`` on the last
@@ -62,7 +65,8 @@ class TemporalDenoiser:
     ``decode`` is on (an empty batch otherwise).
     """
 
-    DESCRIPTION = ("Turns text (ModelScope/Zeroscope, or SD 1.x + a motion adapter) or a keyframe "
+    DESCRIPTION = ("Turns text (Wan 2.1/2.2, ModelScope/Zeroscope, or SD 1.x + a motion adapter) "
+                   "or a keyframe "
                    "(Stable Video Diffusion) into a video clip. With text-to-video models a "
                    "keyframe anchors frame 0 (the model must be trained for it, as Kinema-Tiny "
                    "is). Long clips are denoised in overlapping context windows with blended "
@@ -124,6 +128,9 @@ class TemporalDenoiser:
                              "frame 0 to the keyframe, clean at every step, cut and resized to "
                              "the clip's size; the model must be trained for it (Kinema-Tiny "
                              "is); other text-to-video models (AnimateDiff) follow it loosely."}),
+                "shift": _float(0.0, 0.0, 100.0, 0.1, "Flow-matching models (Wan) only: the "
+                                "sigma shift, higher spends more steps at high noise (Wan 2.1 "
+                                "480p: 3, 720p: 5); 0 = the model's own."),
             },
         }
 
@@ -133,7 +140,7 @@ class TemporalDenoiser:
                 context_blend: str, decode: bool, decode_chunk_size: int,
                 conditioning: Conditioning | None = None,
                 motion: MotionModule | None = None, keyframe: torch.Tensor | None = None,
-                ) -> tuple[dict, torch.Tensor]:
+                shift: float = 0.0) -> tuple[dict, torch.Tensor]:
         # diffusers loads when the node runs, not with the nodes (nodes/diffusion/__init__.py).
         from nodes.diffusion.video import VideoSettings, decode_video, generate, to_latent_layout
 
@@ -141,7 +148,7 @@ class TemporalDenoiser:
             frames=frames, steps=steps, cfg=cfg, min_cfg=min_cfg, seed=seed, scheduler=scheduler,
             width=width, height=height, fps=fps, motion_bucket_id=motion_bucket_id,
             noise_aug_strength=noise_aug_strength, context_length=context_length,
-            context_overlap=context_overlap, context_blend=context_blend)
+            context_overlap=context_overlap, context_blend=context_blend, shift=shift)
         video = generate(model, settings, conditioning, motion, keyframe)
         samples = to_latent_layout(video).to("cpu", torch.float32)
         if decode:

@@ -15,6 +15,7 @@ KINEMA_CONDITIONING = "KINEMA_CONDITIONING"
 
 # Families Kinema knows; the loaders detect them from the weights' keys.
 SD1, SD2, MODELSCOPE, ANIMATEDIFF, SVD = "sd1", "sd2", "modelscope", "animatediff", "svd"
+WAN = "wan"
 
 
 @dataclass

@@ -12,10 +12,14 @@ from typing import Any
 from nodes.diffusion.bundle import ModelBundle
 from nodes.diffusion.device import inference_device, inference_dtype
 from nodes.diffusion.families import checkpoint_family, folder_family
+from nodes.diffusion.families.base import ComponentFile
 from nodes.diffusion.model_files import (
     CHECKPOINTS_DIR,
     DIFFUSERS_DIR,
+    DIFFUSION_MODELS_DIR,
     FOLDER_FAMILIES,
+    TEXT_ENCODERS_DIR,
+    VAE_DIR,
     ModelLoadError,
 )
 from nodes.diffusion.weights import dequantize_fp8, read_state_dict, shapes_of
@@ -46,3 +50,23 @@ def load_model(path: Path, name: str) -> ModelBundle:
     # Progress goes through the engine's hook, not tqdm on the server's stdout.
     pipe.set_progress_bar_config(disable=True)
     return ModelBundle(name_of_family, pipe, name, device, dtype, details)
+
+
+def load_component_model(diffusion_model: Path, text_encoder: Path, vae: Path,
+                         diffusion_model_2: Path | None, names: tuple[str, ...]) -> ModelBundle:
+    """A diffusion transformer kept as ComfyUI keeps it, one file per component, → a
+    ModelBundle; ``names`` are the files' names as picked (for the messages)."""
+    device = inference_device()
+    dtype = inference_dtype(device)
+    paths = (diffusion_model, text_encoder, vae, diffusion_model_2)
+    wheres = (DIFFUSION_MODELS_DIR, TEXT_ENCODERS_DIR, VAE_DIR, DIFFUSION_MODELS_DIR)
+    parts = [None if path is None else
+             ComponentFile(dequantize_fp8(read_state_dict(path, where), dtype), name)
+             for path, where, name in zip(paths, wheres, names, strict=True)]
+    family, name_of_family = checkpoint_family(names[0], shapes_of(parts[0].state))
+    pipe = family.load_parts(*parts, dtype)
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    details = {"format": "single files", "path": str(diffusion_model),
+               "text_encoder": names[1], "vae": names[2]}
+    return ModelBundle(name_of_family, pipe, names[0], device, dtype, details)

@@ -19,12 +19,15 @@ SIDECAR_SUFFIX = ".config"
 CHECKPOINTS_DIR = "models/checkpoints/"
 DIFFUSERS_DIR = "models/diffusers/<name>/"
 MOTION_DIR = "models/motion/"
+DIFFUSION_MODELS_DIR = "models/diffusion_models/"
+TEXT_ENCODERS_DIR = "models/text_encoders/"
+VAE_DIR = "models/vae/"
 TOKENIZER_NAME = "clip-tokenizer"
 TOKENIZER_DIR = f"models/text_encoders/{TOKENIZER_NAME}/"
 
 SINGLE_FILE_FAMILIES = "Stable Diffusion 1.x (sd1) or 2.x (sd2) in the original (LDM) key layout"
 FOLDER_FAMILIES = ("Stable Diffusion 1.x/2.x, ModelScope/Zeroscope text-to-video, AnimateDiff, "
-                   "Stable Video Diffusion (SVD, SVD-XT)")
+                   "Stable Video Diffusion (SVD, SVD-XT), Wan 2.1/2.2")
 
 
 class ModelLoadError(Exception):

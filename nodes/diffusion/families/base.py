@@ -11,18 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import diffusers
 import torch
 
 from nodes.diffusion.bundle import Conditioning, ModelBundle, MotionModule
-from nodes.diffusion.model_files import DIFFUSERS_DIR, FOLDER_FAMILIES, ModelLoadError
+from nodes.diffusion.model_files import DIFFUSERS_DIR, FOLDER_FAMILIES, ModelLoadError, read_json
 from nodes.diffusion.schedulers import DEFAULT
+from nodes.diffusion.weights import StateDict
 from nodes.diffusion.windows import ContextWindows
-
-if TYPE_CHECKING:
-    from nodes.diffusion.weights import StateDict
 
 Shapes = Mapping[str, tuple[int, ...]]
 
@@ -59,6 +57,14 @@ class VideoLatents:
     latents: torch.Tensor
     pipe: Any
     family: str
+
+
+@dataclass
+class ComponentFile:
+    """One component's weights, read from a single file, and the name the user picked."""
+
+    state: StateDict
+    name: str
 
 
 def key_prefixes(shapes: Shapes) -> Callable[[str], bool]:
@@ -116,6 +122,15 @@ class Family:
         raise ModelLoadError(f"{name}: {family} models load only as diffusers folders of "
                              f"{FOLDER_FAMILIES} in {DIFFUSERS_DIR}")
 
+    def load_parts(self, transformer: ComponentFile, text_encoder: ComponentFile,
+                   vae: ComponentFile, transformer_2: ComponentFile | None,
+                   dtype: torch.dtype) -> Any:
+        """The pipeline of a model kept as one file per component (ComfyUI's layout for
+        diffusion transformers): the diffusion model, its text encoder and VAE, and a second
+        diffusion model where the family has two experts."""
+        raise ModelLoadError(f"{transformer.name} is a whole {self.names[0]} checkpoint, not a "
+                             "diffusion model alone: load it with Load Model (Kinema)")
+
     # --- generating ----------------------------------------------------------------------
 
     def encode_text(self, model: ModelBundle, prompt: str, negative_prompt: str,
@@ -162,10 +177,33 @@ class Family:
         return video.pipe.decode_latents(video.latents, chunk or video.latents.shape[2])
 
 
+def scheduler_from(root: Path) -> Any:
+    """The scheduler configured in ``root/scheduler/`` (a shipped config or a sidecar)."""
+    config = read_json(root / "scheduler" / "scheduler_config.json")
+    cls = getattr(diffusers, str(config.get("_class_name")), None)
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+        raise ModelLoadError(f"{root / 'scheduler'}: unknown scheduler "
+                             f"{config.get('_class_name')!r}")
+    return cls.from_pretrained(str(root), subfolder="scheduler", local_files_only=True)
+
+
 def quiet(pipe: Any) -> Any:
     """The pipeline, reporting progress through the engine's hook instead of tqdm."""
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def text_conditioning(model: ModelBundle, conditioning: Conditioning | None,
+                      width: int) -> Conditioning:
+    """The conditioning a text-to-video model needs: present, and as wide as it reads."""
+    if conditioning is None:
+        raise ValueError(f"{model.family} models need a text conditioning: connect one "
+                         "(KinemaTextEncode with this model)")
+    if conditioning.prompt_embeds.shape[-1] != width:
+        raise ValueError(f"the conditioning comes from a {conditioning.family} text encoder "
+                         f"({conditioning.prompt_embeds.shape[-1]} wide) but this model expects "
+                         f"{width}: encode the prompt with this model")
+    return conditioning
 
 
 def no_motion(model: ModelBundle, motion: MotionModule | None) -> None:

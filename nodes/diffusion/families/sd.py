@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import diffusers
 import torch
 from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
@@ -27,6 +26,7 @@ from nodes.diffusion.families.base import (
     VideoSettings,
     first_sentence,
     key_prefixes,
+    scheduler_from,
 )
 from nodes.diffusion.model_files import (
     CHECKPOINTS_DIR,
@@ -145,16 +145,7 @@ def _single_file_components(state: StateDict, family: str, sidecar: Path | None,
         check_fully_loaded(module, what, name, hint)
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder,
             "tokenizer": load_tokenizer(family, sidecar, name),
-            "scheduler": _scheduler(component_root("scheduler", family, sidecar))}
-
-
-def _scheduler(root: Path) -> Any:
-    config = read_json(root / "scheduler" / "scheduler_config.json")
-    cls = getattr(diffusers, str(config.get("_class_name")), None)
-    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
-        raise ModelLoadError(f"{root / 'scheduler'}: unknown scheduler "
-                             f"{config.get('_class_name')!r}")
-    return cls.from_pretrained(str(root), subfolder="scheduler", local_files_only=True)
+            "scheduler": scheduler_from(component_root("scheduler", family, sidecar))}
 
 
 def load_tokenizer(family: str, sidecar: Path | None, name: str) -> CLIPTokenizer:

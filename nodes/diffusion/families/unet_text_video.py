@@ -9,21 +9,14 @@ import torch
 
 from nodes.diffusion.anchor import AnchoredScheduler, keyframe_latent
 from nodes.diffusion.bundle import Conditioning, ModelBundle
-from nodes.diffusion.families.base import VideoSettings
+from nodes.diffusion.families.base import VideoSettings, text_conditioning
 
 
 def text_video_args(pipe: Any, model: ModelBundle, s: VideoSettings,
                     conditioning: Conditioning | None, keyframe: torch.Tensor | None,
                     ) -> dict[str, Any]:
     """The pipeline arguments of one clip; a keyframe anchors frame 0 through the scheduler."""
-    if conditioning is None:
-        raise ValueError(f"{model.family} models need a text conditioning: connect one "
-                         "(KinemaTextEncode with this model)")
-    expected = pipe.unet.config.cross_attention_dim
-    if conditioning.prompt_embeds.shape[-1] != expected:
-        raise ValueError(f"the conditioning comes from a {conditioning.family} text encoder "
-                         f"({conditioning.prompt_embeds.shape[-1]} wide) but this model expects "
-                         f"{expected}: encode the prompt with this model")
+    conditioning = text_conditioning(model, conditioning, pipe.unet.config.cross_attention_dim)
     if keyframe is not None:
         # Frame 0 is the clean keyframe in every model input and after every step; the calls
         # (plain or windowed) are otherwise the ones without a keyframe.

@@ -1,0 +1,255 @@
+"""Wan 2.1 / 2.2 text-to-video: a diffusion transformer over spacetime patches (diffusers'
+``WanTransformer3DModel``), a causal 3-D VAE (``AutoencoderKLWan``) and UMT5 text embeddings,
+run by ``WanPipeline``.
+
+Two ways in:
+
+- a diffusers folder (``WanPipeline``; Wan 2.2 A14B's has ``transformer_2`` and a
+  ``boundary_ratio``; TI2V-5B's ``expand_timesteps``), loaded as is;
+- ComfyUI's "repackaged" single files, one per component (``diffusion_models/``,
+  ``text_encoders/``, ``vae/``), in the original or ComfyUI layout (with or without the
+  ``model.diffusion_model.`` prefix), fp32/fp16/bf16/fp8 and fp8 "scaled". The architecture
+  is read from the tensors' shapes as ComfyUI's model detection reads it, so any size loads
+  with no config; only the sampler (UniPC, flow shift 3) is shipped, since shapes cannot tell
+  it.
+
+Wan 2.2 A14B is two experts of the same shape: the high-noise one denoises while the timestep is
+at or above ``boundary_ratio`` x 1000, the low-noise one after.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import init_empty_weights
+from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
+from diffusers.loaders.single_file_utils import (
+    convert_wan_transformer_to_diffusers,
+    convert_wan_vae_to_diffusers,
+)
+
+from nodes.diffusion.bundle import WAN, Conditioning, ModelBundle, MotionModule
+from nodes.diffusion.families.base import (
+    ComponentFile,
+    Family,
+    Shapes,
+    VideoLatents,
+    VideoSettings,
+    no_motion,
+    quiet,
+    scheduler_from,
+    text_conditioning,
+)
+from nodes.diffusion.model_files import (
+    DIFFUSION_MODELS_DIR,
+    TEXT_ENCODERS_DIR,
+    VAE_DIR,
+    ModelLoadError,
+    shipped_config,
+)
+from nodes.diffusion.progress import step_callback
+from nodes.diffusion.schedulers import make_flow_scheduler
+from nodes.diffusion.t5_encoders import load_t5_encoder, load_t5_tokenizer
+from nodes.diffusion.weights import StateDict, check_fully_loaded, shapes_of
+
+COMFY_PREFIX = "model.diffusion_model."
+MARKER = "head.modulation"
+UMT5_TOKENIZER = "umt5-tokenizer"
+# Every Wan transformer has 128-wide attention heads (1.3B: 12, 5B: 24, 14B: 40), as ComfyUI's
+# model detection assumes: the head count is not in any tensor's shape.
+HEAD_DIM = 128
+# WanPipeline's own defaults: 480p, 512 text tokens; the models were trained on 81 frames.
+DEFAULT_WIDTH, DEFAULT_HEIGHT = 832, 480
+TEXT_TOKENS = 512
+WINDOW_FRAMES = 81
+# Wan 2.2 A14B's expert switch (its configs): T2V at t = 875, I2V at t = 900.
+BOUNDARY_T2V, BOUNDARY_I2V = 0.875, 0.9
+I2V_CHANNELS = 36  # 16 noise + 4 mask + 16 image latent channels
+TI2V_CHANNELS = 48  # Wan 2.2 TI2V-5B: the 48-channel VAE's latents
+WAN21_Z_DIM = 16
+BLOCK = re.compile(r"blocks\.(\d+)\.")
+
+
+def strip_prefix(state: StateDict) -> StateDict:
+    """ComfyUI saves the transformer under ``model.diffusion_model.``; the original has none."""
+    if any(k.startswith(COMFY_PREFIX) for k in state):
+        return {k.removeprefix(COMFY_PREFIX): v for k, v in state.items()}
+    return state
+
+
+def transformer_config(shapes: Shapes) -> dict[str, Any]:
+    """``WanTransformer3DModel``'s config from an original-layout state dict's shapes."""
+    dim, in_channels, *patch = shapes["patch_embedding.weight"]
+    out_channels = shapes["head.head.weight"][0] // (patch[0] * patch[1] * patch[2])
+    config: dict[str, Any] = dict(
+        patch_size=tuple(patch), num_attention_heads=dim // HEAD_DIM,
+        attention_head_dim=HEAD_DIM, in_channels=in_channels, out_channels=out_channels,
+        text_dim=shapes["text_embedding.0.weight"][1],
+        freq_dim=shapes["time_embedding.0.weight"][1],
+        ffn_dim=shapes["blocks.0.ffn.0.weight"][0],
+        num_layers=1 + max(int(m.group(1)) for k in shapes if (m := BLOCK.match(k))),
+        cross_attn_norm="blocks.0.norm3.weight" in shapes,
+        qk_norm="rms_norm_across_heads" if "blocks.0.self_attn.norm_q.weight" in shapes else None)
+    if "img_emb.proj.1.weight" in shapes:  # I2V: CLIP vision tokens through their own k/v
+        config.update(image_dim=shapes["img_emb.proj.1.weight"][1], added_kv_proj_dim=dim)
+        if "img_emb.emb_pos" in shapes:  # first-last-frame: two images' tokens
+            config["pos_embed_seq_len"] = shapes["img_emb.emb_pos"][1]
+    return config
+
+
+def vae_config(shapes: Shapes) -> dict[str, Any]:
+    """``AutoencoderKLWan``'s config (Wan 2.1's VAE at any width) from the shapes."""
+    return dict(base_dim=shapes["encoder.conv1.weight"][0], z_dim=shapes["conv2.weight"][0])
+
+
+class Wan(Family):
+    names = (WAN,)
+    pipelines = {"WanPipeline": WAN}
+
+    def recognise(self, name: str, shapes: Shapes) -> str | None:
+        return WAN if MARKER in shapes or COMFY_PREFIX + MARKER in shapes else None
+
+    def load_single_file(self, path: Path, state: StateDict, family: str, name: str,
+                         dtype: torch.dtype) -> Any:
+        raise ModelLoadError(
+            f"{name} is a Wan diffusion model alone: load it with the Load DiT Video Model "
+            f"(Wan) node together with its text encoder (umt5_xxl_*.safetensors in "
+            f"{TEXT_ENCODERS_DIR}) and VAE (wan_2.1_vae.safetensors in {VAE_DIR}), from "
+            f"{DIFFUSION_MODELS_DIR}.")
+
+    def load_parts(self, transformer: ComponentFile, text_encoder: ComponentFile,
+                   vae: ComponentFile, transformer_2: ComponentFile | None,
+                   dtype: torch.dtype) -> Any:
+        """WanPipeline from ComfyUI's single files (weights already read and dequantized)."""
+        high = _transformer(transformer, dtype)
+        low = _transformer(transformer_2, dtype) if transformer_2 is not None else None
+        if low is not None and dict(low.config) != dict(high.config):
+            raise ModelLoadError(f"{transformer_2.name} does not match {transformer.name}: Wan "
+                                 "2.2's two experts are the same architecture (high noise "
+                                 "first, low noise second)")
+        encoder = load_t5_encoder(text_encoder.state, text_encoder.name, dtype, umt5=True)
+        if encoder.config.d_model != high.config.text_dim:
+            raise ModelLoadError(f"{text_encoder.name} gives {encoder.config.d_model}-wide text "
+                                 f"embeddings; {transformer.name} reads {high.config.text_dim}: "
+                                 "use Wan's UMT5-XXL encoder")
+        tokenizer = load_t5_tokenizer(text_encoder.state, text_encoder.name, UMT5_TOKENIZER)
+        autoencoder = _vae(vae, dtype)
+        if autoencoder.config.z_dim != high.config.in_channels and (
+                high.config.in_channels != I2V_CHANNELS):
+            raise ModelLoadError(f"{vae.name} has {autoencoder.config.z_dim} latent channels; "
+                                 f"{transformer.name} denoises {high.config.in_channels}: use "
+                                 "the VAE of the same Wan version")
+        boundary = None
+        if low is not None:
+            boundary = BOUNDARY_I2V if high.config.in_channels == I2V_CHANNELS else BOUNDARY_T2V
+        return WanPipeline(
+            tokenizer=tokenizer, text_encoder=encoder, vae=autoencoder,
+            scheduler=scheduler_from(shipped_config(WAN)), transformer=high,
+            transformer_2=low, boundary_ratio=boundary,
+            expand_timesteps=high.config.in_channels == TI2V_CHANNELS)
+
+    def encode_text(self, model: ModelBundle, prompt: str, negative_prompt: str,
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # As WanPipeline.__call__ encodes: 512 tokens, the negative always (cfg is chosen later).
+        with torch.no_grad():
+            return model.pipe.encode_prompt(prompt, negative_prompt, True, 1,
+                                            max_sequence_length=TEXT_TOKENS, device=model.device)
+
+    def video_pipeline(self, model: ModelBundle, motion: MotionModule | None,
+                       scheduler: str, shift: float = 0.0) -> Any:
+        no_motion(model, motion)
+        parts = model.pipe.components
+        return quiet(WanPipeline(
+            tokenizer=parts["tokenizer"], text_encoder=parts["text_encoder"], vae=parts["vae"],
+            scheduler=make_flow_scheduler(scheduler, parts["scheduler"], shift),
+            transformer=parts["transformer"], transformer_2=parts.get("transformer_2"),
+            boundary_ratio=model.pipe.config.boundary_ratio,
+            expand_timesteps=model.pipe.config.expand_timesteps))
+
+    def window(self, pipe: Any) -> int | None:
+        return WINDOW_FRAMES
+
+    def denoise(self, model: ModelBundle, s: VideoSettings, conditioning: Conditioning | None,
+                motion: MotionModule | None, keyframe: torch.Tensor | None) -> VideoLatents:
+        pipe = self.video_pipeline(model, motion, s.scheduler, s.shift)
+        if keyframe is not None:
+            raise ValueError(f"{model.source} is a Wan text-to-video model: disconnect the "
+                             "keyframe (image-to-video needs a Wan I2V or TI2V model)")
+        conditioning = text_conditioning(model, conditioning, pipe.transformer.config.text_dim)
+        if self.context_windows(pipe, s) is not None:
+            raise ValueError(f"{s.frames} frames are more than Wan denoises at once "
+                             f"({WINDOW_FRAMES}); make at most {WINDOW_FRAMES} frames")
+        latents = pipe(prompt_embeds=conditioning.prompt_embeds,
+                       negative_prompt_embeds=conditioning.negative_prompt_embeds,
+                       height=s.height or DEFAULT_HEIGHT, width=s.width or DEFAULT_WIDTH,
+                       num_frames=s.frames, num_inference_steps=s.steps, guidance_scale=s.cfg,
+                       generator=s.generator(), output_type="latent",
+                       callback_on_step_end=step_callback()).frames
+        return VideoLatents(latents, pipe, model.family)
+
+    def decode(self, video: VideoLatents, chunk: int) -> torch.Tensor:
+        # WanPipeline's decode: undo the per-channel latent normalisation, then the 3-D VAE.
+        vae = video.pipe.vae
+        shape = (1, vae.config.z_dim, 1, 1, 1)
+        latents = video.latents.to(vae.device, vae.dtype)
+        mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents.device, latents.dtype)
+        std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latents.device,
+                                                                        latents.dtype)
+        return vae.decode(latents / std + mean, return_dict=False)[0]
+
+
+def _transformer(part: ComponentFile, dtype: torch.dtype) -> WanTransformer3DModel:
+    state = strip_prefix(part.state)
+    shapes = shapes_of(state)
+    if MARKER not in shapes:
+        raise ModelLoadError(f"{part.name} is not a Wan diffusion model (no {MARKER}); put Wan "
+                             f"2.1/2.2 diffusion models in {DIFFUSION_MODELS_DIR}")
+    try:
+        config = transformer_config(shapes)
+    except (KeyError, ValueError) as exc:
+        raise ModelLoadError(f"{part.name}: a Wan diffusion model without {exc}; the file is "
+                             f"incomplete. Download it again into {DIFFUSION_MODELS_DIR}") from None
+    with init_empty_weights():
+        model = WanTransformer3DModel(**config)
+    return _fill(model, convert_wan_transformer_to_diffusers(dict(state)), dtype, part.name,
+                 "Wan diffusion model", DIFFUSION_MODELS_DIR)
+
+
+def _vae(part: ComponentFile, dtype: torch.dtype) -> AutoencoderKLWan:
+    shapes = shapes_of(part.state)
+    if "decoder.middle.0.residual.0.gamma" not in shapes or "conv2.weight" not in shapes:
+        raise ModelLoadError(f"{part.name} is not a Wan VAE (expected the original layout of "
+                             f"wan_2.1_vae.safetensors) in {VAE_DIR}")
+    config = vae_config(shapes)
+    if config["z_dim"] != WAN21_Z_DIM:
+        raise ModelLoadError(f"{part.name} is a {config['z_dim']}-channel VAE (Wan 2.2's); "
+                             f"Kinema reads it from the Wan2.2-TI2V-5B diffusers folder's vae/ "
+                             f"for now, not as a single file")
+    with init_empty_weights():
+        model = AutoencoderKLWan(**config)
+    return _fill(model, convert_wan_vae_to_diffusers(part.state), dtype, part.name, "Wan VAE",
+                 VAE_DIR)
+
+
+def _fill(model: Any, state: StateDict, dtype: torch.dtype, name: str, what: str,
+          where: str) -> Any:
+    """Put converted weights into a model built on the meta device, in ``dtype`` except the
+    modules diffusers keeps in float32 (norms, time embedding), as its ``from_pretrained``."""
+    keep = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
+    weights = {}
+    for key, value in state.items():
+        fp32 = value.is_floating_point() and any(part in keep for part in key.split("."))
+        weights[key] = value.to(torch.float32 if fp32 and dtype != torch.float32 else dtype)
+    hint = f"Expected a complete {what} file in {where}."
+    _, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+    if unexpected:
+        raise ModelLoadError(f"{name}: weights the {what} does not have "
+                             f"({', '.join(sorted(unexpected)[:3])}). {hint}")
+    check_fully_loaded(model, what, name, hint)
+    return model.eval()
+
+
+FAMILY = Wan()

@@ -1,0 +1,232 @@
+"""Wan 2.1 / 2.2 through Kinema's graph give WanPipeline's frames, from a diffusers folder and
+from ComfyUI's single files (fp32 original layout, fp16 with ComfyUI's prefix, fp8 scaled),
+with the architecture read from the weights and the tokenizer from inside the UMT5 file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
+from safetensors.torch import load_file, save_file
+
+from engine.folders import Folders, active_folders, use_folders
+from engine.graph import PromptError, validate_prompt
+from nodes.diffusion.families.wan import transformer_config, vae_config
+from nodes.diffusion.model_files import ModelLoadError
+from tests.generation import tiny_wan
+from tests.generation.workspace import registry, run_graph
+
+TOLERANCE = 1e-4
+PROMPT, NEGATIVE = "a cat walks on the beach", "blurry"
+WAN21, WAN22 = "tiny-wan", "tiny-wan22"
+SINGLE_FILES = {"fp32": f"{WAN21}.safetensors", "fp16": f"{WAN21}_comfy_fp16.safetensors",
+                "fp8_scaled": f"{WAN21}_fp8_scaled.safetensors"}
+
+
+@pytest.fixture(scope="module")
+def wan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A models folder with tiny Wan 2.1 and Wan 2.2 (two experts), as folders and files."""
+    base = tmp_path_factory.mktemp("tiny-wan")
+    folders = Folders.under(base)
+    folders.ensure()
+    spiece = tiny_wan.spiece_model()
+    pipes = {WAN21: tiny_wan.build_wan_pipeline(base / "work"),
+             WAN22: tiny_wan.build_wan_pipeline(base / "work22", two_experts=True, seed=1)}
+    for stem, pipe in pipes.items():
+        pipe.save_pretrained(folders.models / "diffusers" / stem)
+        tiny_wan.write_single_files(pipe, spiece, folders.models, stem)
+    previous = active_folders()
+    use_folders(folders)
+    yield {"folders": folders, "pipes": pipes}
+    use_folders(previous)
+
+
+def denoiser(model: list, **settings: Any) -> dict[str, Any]:
+    inputs = {"model": model, "conditioning": ["2", 0], "frames": tiny_wan.FRAMES, "steps": 3,
+              "cfg": 5.0, "min_cfg": 1.0, "seed": 7, "scheduler": "default",
+              "width": tiny_wan.SIZE, "height": tiny_wan.SIZE, "fps": 7,
+              "motion_bucket_id": 127, "noise_aug_strength": 0.02, "context_length": 0,
+              "context_overlap": 4, "context_blend": "cosine", "decode": True,
+              "decode_chunk_size": 0}
+    inputs.update(settings)
+    return {"class_type": "TemporalDenoiser", "inputs": inputs}
+
+
+def graph(loader: dict[str, Any], **settings: Any) -> dict[str, Any]:
+    return {
+        "1": loader,
+        "2": {"class_type": "KinemaTextEncode", "inputs": {
+            "model": ["1", 0], "prompt": PROMPT, "negative_prompt": NEGATIVE}},
+        "3": denoiser(["1", 0], **settings),
+        "4": {"class_type": "CaptureOutputs", "inputs": {"value": ["3", 0]}},
+        "5": {"class_type": "CaptureOutputs", "inputs": {"value": ["3", 1]}},
+    }
+
+
+def folder_loader(name: str) -> dict[str, Any]:
+    return {"class_type": "KinemaModelLoader", "inputs": {"model": name}}
+
+
+def file_loader(stem: str, diffusion_model: str, second: str = "none") -> dict[str, Any]:
+    return {"class_type": "DiTModelLoader", "inputs": {
+        "diffusion_model": diffusion_model, "text_encoder": f"{stem}_umt5.safetensors",
+        "vae": f"{stem}_vae.safetensors", "diffusion_model_2": second}}
+
+
+def reference(pipe: WanPipeline, **overrides: Any) -> tuple[torch.Tensor, np.ndarray]:
+    """(latents, frames [F,H,W,C]) of the pipeline called as a user calls it."""
+    args = dict(prompt=PROMPT, negative_prompt=NEGATIVE, height=tiny_wan.SIZE,
+                width=tiny_wan.SIZE, num_frames=tiny_wan.FRAMES, num_inference_steps=3,
+                guidance_scale=5.0, generator=torch.Generator().manual_seed(7))
+    args.update(overrides)
+    latents = pipe(output_type="latent", **args).frames
+    args["generator"] = torch.Generator().manual_seed(7)
+    frames = pipe(output_type="np", **args).frames[0]
+    return latents, frames
+
+
+def run_ok(prompt: dict[str, Any]) -> Any:
+    run = run_graph(prompt)
+    assert run.result.status == "success", run.result.error
+    return run
+
+
+def assert_same(run: Any, latents: torch.Tensor, frames: np.ndarray) -> None:
+    got_latents = run.captured["4"]["samples"]
+    got_frames = run.captured["5"]
+    assert got_latents.shape == latents.shape
+    assert (got_latents - latents).abs().max().item() <= TOLERANCE
+    assert tuple(got_frames.shape) == frames.shape  # [F,H,W,C]
+    assert np.abs(got_frames.numpy() - frames).max() <= TOLERANCE
+
+
+def with_weights(pipe: WanPipeline, transformer: dict[str, torch.Tensor]) -> WanPipeline:
+    """The same pipeline with the transformer's weights replaced by what a file means."""
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    weights = convert_wan_transformer_to_diffusers(
+        {k.removeprefix("model.diffusion_model."): v.float() for k, v in transformer.items()})
+    copy = WanPipeline(**{**pipe.components, "transformer": None},
+                       boundary_ratio=pipe.config.boundary_ratio)
+    model = type(pipe.transformer)(**pipe.transformer.config)
+    model.load_state_dict(weights)
+    copy.transformer = model.eval()
+    copy.set_progress_bar_config(disable=True)
+    return copy
+
+
+def test_a_wan_diffusers_folder_gives_the_pipelines_clip(wan):
+    run = run_ok(graph(folder_loader(WAN21)))
+    assert_same(run, *reference(wan["pipes"][WAN21]))
+    total = run.progress("3")[-1][1]
+    assert run.progress("3") == [(i, total) for i in range(1, total + 1)]  # per step
+
+
+@pytest.mark.parametrize("variant", list(SINGLE_FILES))
+def test_comfyui_single_files_give_the_pipelines_clip(wan, variant):
+    """Transformer, UMT5 (with its tokenizer inside) and VAE files, no config anywhere."""
+    models = wan["folders"].models
+    name = SINGLE_FILES[variant]
+    stored = load_file(models / "diffusion_models" / name)
+    if variant == "fp8_scaled":
+        stored = tiny_wan.dequantized(stored)
+    want = reference(with_weights(wan["pipes"][WAN21], stored))
+    assert_same(run_ok(graph(file_loader(WAN21, name))), *want)
+
+
+def test_wan22_two_experts_switch_at_the_boundary_as_the_pipeline_does(wan):
+    pipe = wan["pipes"][WAN22]
+    want = reference(pipe)
+    assert_same(run_ok(graph(folder_loader(WAN22))), *want)
+    files = file_loader(WAN22, f"{WAN22}.safetensors", f"{WAN22}_low_noise.safetensors")
+    assert_same(run_ok(graph(files)), *want)
+    # Without the low-noise expert the clip differs: the second model did run.
+    alone = run_ok(graph(file_loader(WAN22, f"{WAN22}.safetensors")))
+    assert (alone.captured["4"]["samples"] - want[0]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("sampler,shift", [("euler", 5.0), ("unipc", 8.0)])
+def test_flow_samplers_with_shift_are_the_diffusers_schedulers(wan, sampler, shift):
+    pipe = wan["pipes"][WAN21]
+    base = pipe.scheduler
+    if sampler == "euler":
+        scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
+    else:
+        scheduler = type(base).from_config(base.config, flow_shift=shift)
+    reference_pipe = WanPipeline(**{**pipe.components, "scheduler": scheduler})
+    reference_pipe.set_progress_bar_config(disable=True)
+    run = run_ok(graph(folder_loader(WAN21), scheduler=sampler, shift=shift))
+    assert_same(run, *reference(reference_pipe))
+
+
+def test_a_sampler_that_is_not_flow_matching_is_refused(wan):
+    run = run_graph(graph(folder_loader(WAN21), scheduler="ddim"))
+    assert run.result.status == "error"
+    assert "not a flow-matching sampler" in run.result.error["exception_message"]
+    assert run.result.error["node_id"] == "3"
+
+
+def test_the_architecture_is_read_from_the_shapes(wan):
+    pipe = wan["pipes"][WAN21]
+    shapes = {k: tuple(v.shape) for k, v in
+              tiny_wan.original_transformer_state(pipe.transformer).items()}
+    config = transformer_config(shapes)
+    for key, value in config.items():
+        stored = pipe.transformer.config[key]
+        assert (tuple(stored) if isinstance(stored, list | tuple) else stored) == value, key
+    vae_shapes = {k: tuple(v.shape) for k, v in tiny_wan.original_vae_state(pipe.vae).items()}
+    assert vae_config(vae_shapes) == {"base_dim": 8, "z_dim": 16}
+    # The real Wan 2.1 1.3B's shapes give its published architecture.
+    real = {"patch_embedding.weight": (1536, 16, 1, 2, 2), "head.head.weight": (64, 1536),
+            "text_embedding.0.weight": (1536, 4096), "time_embedding.0.weight": (1536, 256),
+            "blocks.0.ffn.0.weight": (8960, 1536), "blocks.29.ffn.0.weight": (8960, 1536),
+            "blocks.0.norm3.weight": (1536,), "blocks.0.self_attn.norm_q.weight": (1536,)}
+    assert transformer_config(real) == {
+        "patch_size": (1, 2, 2), "num_attention_heads": 12, "attention_head_dim": 128,
+        "in_channels": 16, "out_channels": 16, "text_dim": 4096, "freq_dim": 256,
+        "ffn_dim": 8960, "num_layers": 30, "cross_attn_norm": True,
+        "qk_norm": "rms_norm_across_heads"}
+
+
+def test_a_truncated_or_foreign_file_is_a_clear_error_naming_the_node(wan):
+    models = wan["folders"].models
+    source = models / "diffusion_models" / f"{WAN21}.safetensors"
+    (models / "diffusion_models" / "cut.safetensors").write_bytes(
+        source.read_bytes()[: source.stat().st_size // 2])
+    save_file({"weight": torch.zeros(2)}, models / "diffusion_models" / "foreign.safetensors")
+    for name, message in (("cut.safetensors", "truncated or corrupt"),
+                          ("foreign.safetensors", "no weights of a known family")):
+        run = run_graph(graph(file_loader(WAN21, name)))
+        assert run.result.status == "error"
+        assert run.result.error["node_id"] == "1"
+        assert message in run.result.error["exception_message"]
+    # A transformer alone in the checkpoint loader says where it belongs.
+    with pytest.raises(ModelLoadError, match="Load DiT Video Model"):
+        from nodes.diffusion.loading import load_model
+
+        load_model(source, source.name)
+
+
+def test_a_text_encoder_without_tokenizer_names_the_folder_to_fill(wan, tmp_path):
+    models = wan["folders"].models
+    state = load_file(models / "text_encoders" / f"{WAN21}_umt5.safetensors")
+    del state["spiece_model"]
+    save_file(state, models / "text_encoders" / "bare_umt5.safetensors")
+    loader = file_loader(WAN21, f"{WAN21}.safetensors")
+    loader["inputs"]["text_encoder"] = "bare_umt5.safetensors"
+    run = run_graph(graph(loader))
+    assert run.result.status == "error"
+    assert "models/text_encoders/umt5-tokenizer/" in run.result.error["exception_message"]
+
+
+def test_a_missing_component_file_is_refused_at_validation(wan):
+    loader = file_loader(WAN21, f"{WAN21}.safetensors")
+    loader["inputs"]["vae"] = "nope.safetensors"
+    with pytest.raises(PromptError) as caught:
+        validate_prompt(graph(loader), registry())
+    assert "1" in caught.value.node_errors
+    assert "models/vae/" in str(caught.value.node_errors["1"])
+

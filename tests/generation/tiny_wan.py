@@ -1,0 +1,196 @@
+"""Tiny random Wan models in the real formats, built offline: a diffusers ``WanPipeline`` folder
+(UMT5 encoder and a SentencePiece tokenizer trained here on a few sentences), and ComfyUI's
+single files made from the same weights (original key layout, with and without the
+``model.diffusion_model.`` prefix, fp16 and fp8 "scaled"; the UMT5 file carrying its tokenizer
+as the ``spiece_model`` tensor).
+
+The original layouts are written by inverting diffusers' own conversions, and each inversion is
+checked by converting back, so the files are what diffusers (and ComfyUI) read.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import sentencepiece
+import torch
+from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+from diffusers.loaders.single_file_utils import (
+    convert_wan_transformer_to_diffusers,
+    convert_wan_vae_to_diffusers,
+)
+from safetensors.torch import save_file
+from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
+
+from nodes.diffusion.model_files import CONFIGS
+
+SENTENCES = ("a cat walks on the beach at sunset", "the dog runs in the park",
+             "waves crash on the shore", "a red car drives down the road",
+             "blurry low quality still image", "a bird flies over the sea")
+TEXT_WIDTH = 32
+FRAMES, SIZE = 5, 32  # 2 latent frames of 4x4: the smallest clip the VAE makes
+
+
+def spiece_model() -> bytes:
+    """A SentencePiece unigram model trained on a few sentences (T5's special ids)."""
+    out = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(SENTENCES * 10), model_writer=out, vocab_size=48,
+        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False,
+        minloglevel=2, num_threads=1)
+    return out.getvalue()
+
+
+def tokenizer(spiece: bytes, folder: Path) -> T5Tokenizer:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "spiece.model").write_bytes(spiece)
+    return T5Tokenizer.from_pretrained(str(folder), extra_ids=0)
+
+
+def build_wan_pipeline(work: Path, *, two_experts: bool = False, seed: int = 0) -> WanPipeline:
+    torch.manual_seed(seed)
+    tok = tokenizer(spiece_model(), work / "spiece")
+    encoder = UMT5EncoderModel(UMT5Config(
+        vocab_size=len(tok), d_model=TEXT_WIDTH, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=8, relative_attention_max_distance=128,
+        feed_forward_proj="gated-gelu", is_encoder_decoder=False, tie_word_embeddings=False))
+
+    def transformer() -> WanTransformer3DModel:
+        # One 128-wide head: every Wan model's head width, which the loader assumes.
+        return WanTransformer3DModel(num_attention_heads=1, attention_head_dim=128,
+                                     in_channels=16, out_channels=16, text_dim=TEXT_WIDTH,
+                                     freq_dim=32, ffn_dim=64, num_layers=2)
+
+    high = transformer()
+    low = transformer() if two_experts else None
+    vae = AutoencoderKLWan(base_dim=8)
+    scheduler = UniPCMultistepScheduler.from_pretrained(str(CONFIGS / "wan"),
+                                                        subfolder="scheduler")
+    pipe = WanPipeline(tokenizer=tok, text_encoder=encoder.eval(), vae=vae.eval(),
+                       scheduler=scheduler, transformer=high.eval(),
+                       transformer_2=low.eval() if low is not None else None,
+                       boundary_ratio=0.875 if two_experts else None)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+# diffusers → original (Wan) transformer names; applied in order.
+TRANSFORMER_NAMES = (
+    ("condition_embedder.time_embedder.linear_1", "time_embedding.0"),
+    ("condition_embedder.time_embedder.linear_2", "time_embedding.2"),
+    ("condition_embedder.text_embedder.linear_1", "text_embedding.0"),
+    ("condition_embedder.text_embedder.linear_2", "text_embedding.2"),
+    ("condition_embedder.time_proj", "time_projection.1"),
+    ("attn1", "self_attn"), ("attn2", "cross_attn"), (".to_out.0.", ".o."), (".to_q.", ".q."),
+    (".to_k.", ".k."), (".to_v.", ".v."), ("ffn.net.0.proj", "ffn.0"), ("ffn.net.2", "ffn.2"),
+    ("proj_out", "head.head"), ("norm2", "norm__swap"), ("norm3", "norm2"),
+    ("norm__swap", "norm3"),
+)
+
+
+def original_transformer_state(model: WanTransformer3DModel) -> dict[str, torch.Tensor]:
+    state = {}
+    for key, value in model.state_dict().items():
+        new = key
+        for old, name in TRANSFORMER_NAMES:
+            new = new.replace(old, name)
+        if new == "scale_shift_table":
+            new = "head.modulation"
+        new = new.replace(".scale_shift_table", ".modulation")
+        state[new] = value.detach().clone()
+    _check_inverse(state, model.state_dict(), convert_wan_transformer_to_diffusers)
+    return state
+
+
+def original_vae_state(vae: AutoencoderKLWan) -> dict[str, torch.Tensor]:
+    resnet = {"norm1.gamma": "residual.0.gamma", "conv1": "residual.2",
+              "norm2.gamma": "residual.3.gamma", "conv2": "residual.6",
+              "conv_shortcut": "shortcut"}
+
+    def rename(key: str) -> str:
+        fixed = {"quant_conv": "conv1", "post_quant_conv": "conv2"}
+        head, _, rest = key.partition(".")
+        if head in fixed:
+            return f"{fixed[head]}.{rest}"
+        for old, new in (("conv_in.", "conv1."), ("norm_out.gamma", "head.0.gamma"),
+                         ("conv_out.", "head.2."), ("mid_block.attentions.0.", "middle.1.")):
+            if rest.startswith(old):
+                return f"{head}.{new}{rest[len(old):]}"
+        if m := re.match(r"mid_block\.resnets\.(\d)\.(.+)\.(weight|bias|gamma)$", rest):
+            part = f"{m.group(2)}.{m.group(3)}" if m.group(3) == "gamma" else m.group(2)
+            tail = "" if m.group(3) == "gamma" else f".{m.group(3)}"
+            return f"{head}.middle.{2 * int(m.group(1))}.{resnet[part]}{tail}"
+        if m := re.match(r"down_blocks\.(\d+)\.(.+)$", rest):
+            return f"{head}.downsamples.{m.group(1)}.{_resnet_part(m.group(2), resnet)}"
+        if m := re.match(r"up_blocks\.(\d)\.resnets\.(\d)\.(.+)$", rest):
+            index = 4 * int(m.group(1)) + int(m.group(2))
+            return f"{head}.upsamples.{index}.{_resnet_part(m.group(3), resnet)}"
+        if m := re.match(r"up_blocks\.(\d)\.upsamplers\.0\.(.+)$", rest):
+            return f"{head}.upsamples.{4 * int(m.group(1)) + 3}.{m.group(2)}"
+        return key
+
+    state = {rename(k): v.detach().clone() for k, v in vae.state_dict().items()}
+    _check_inverse(state, vae.state_dict(), convert_wan_vae_to_diffusers)
+    return state
+
+
+def _resnet_part(rest: str, names: dict[str, str]) -> str:
+    for old, new in names.items():
+        if rest.startswith(old + ".") or rest == old:
+            return new + rest[len(old):]
+    return rest
+
+
+def _check_inverse(original: dict, diffusers_state: dict, convert) -> None:
+    back = convert(dict(original))
+    assert set(back) == set(diffusers_state), sorted(set(back) ^ set(diffusers_state))[:6]
+
+
+def comfy_text_encoder_state(pipe: WanPipeline, spiece: bytes) -> dict[str, torch.Tensor]:
+    """What ComfyUI saves for UMT5: the encoder's weights and its tokenizer as bytes."""
+    state = {k: v.detach().clone() for k, v in pipe.text_encoder.state_dict().items()
+             if k != "encoder.embed_tokens.weight"}
+    state["spiece_model"] = torch.frombuffer(bytearray(spiece), dtype=torch.uint8)
+    return state
+
+
+def fp8_scaled(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """ComfyUI's fp8 "scaled" format: 2-D weights stored as fp8 times a per-tensor scale."""
+    out: dict[str, torch.Tensor] = {"scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)}
+    for key, value in state.items():
+        if key.endswith(".weight") and value.ndim == 2:
+            scale = value.abs().max().float().clamp(min=1e-8) / 448.0
+            out[key] = (value.float() / scale).to(torch.float8_e4m3fn)
+            out[key[: -len(".weight")] + ".scale_weight"] = scale.reshape(1)
+        else:
+            out[key] = value
+    return out
+
+
+def dequantized(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weights an fp8-scaled file means (what the reference pipeline runs)."""
+    return {k: (v.float() * state[k[: -len(".weight")] + ".scale_weight"].float()
+                if k[: -len(".weight")] + ".scale_weight" in state else v)
+            for k, v in state.items() if k != "scaled_fp8" and not k.endswith(".scale_weight")}
+
+
+def write_single_files(pipe: WanPipeline, spiece: bytes, models: Path, stem: str) -> None:
+    """ComfyUI's repackaged files: <stem>.safetensors (no prefix, fp32), <stem>_comfy_fp16
+    (prefixed, fp16), <stem>_fp8_scaled (prefixed); umt5 and VAE files beside."""
+    original = original_transformer_state(pipe.transformer)
+    prefixed = {f"model.diffusion_model.{k}": v for k, v in original.items()}
+    folder = models / "diffusion_models"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(original, folder / f"{stem}.safetensors")
+    save_file({k: v.half() for k, v in prefixed.items()}, folder / f"{stem}_comfy_fp16.safetensors")
+    save_file(fp8_scaled(prefixed), folder / f"{stem}_fp8_scaled.safetensors")
+    if pipe.transformer_2 is not None:
+        save_file(original_transformer_state(pipe.transformer_2),
+                  folder / f"{stem}_low_noise.safetensors")
+    (models / "text_encoders").mkdir(parents=True, exist_ok=True)
+    save_file(comfy_text_encoder_state(pipe, spiece),
+              models / "text_encoders" / f"{stem}_umt5.safetensors")
+    (models / "vae").mkdir(parents=True, exist_ok=True)
+    save_file(original_vae_state(pipe.vae), models / "vae" / f"{stem}_vae.safetensors")
