@@ -284,3 +284,69 @@ def denoise_svd(pipe: Any, windows: ContextWindows, *, image: Any, height: int, 
         latents = pipe.scheduler.step(noise_pred, t, latents).prev_sample
         callback_on_step_end(pipe, i, t, {"latents": latents})
     return latents
+
+
+@torch.no_grad()
+def denoise_wan(pipe: Any, windows: ContextWindows, *, prompt_embeds: torch.Tensor,
+                negative_prompt_embeds: torch.Tensor | None, height: int, width: int,
+                num_frames: int, num_inference_steps: int, guidance_scale: float,
+                generator: torch.Generator, callback_on_step_end: StepEnd) -> torch.Tensor:
+    """``WanPipeline.__call__(output_type="latent")`` over context windows of latent frames
+    (``windows`` counts latent frames: the 3-D VAE packs 4 frames into one)."""
+    # 1. Check inputs. Raise error if not correct
+    pipe.check_inputs(None, None, height, width, prompt_embeds, negative_prompt_embeds)
+    t_scale = pipe.vae_scale_factor_temporal
+    if num_frames % t_scale != 1:  # the pipeline rounds the same way (with a warning)
+        num_frames = num_frames // t_scale * t_scale + 1
+    pipe._guidance_scale = guidance_scale
+    pipe._attention_kwargs = None
+    pipe._interrupt = False
+    # 2. Define call parameters
+    device = pipe._execution_device
+    batch_size = prompt_embeds.shape[0]
+    # 3. Encode input prompt (already encoded: cast as the pipeline casts)
+    transformer_dtype = pipe.transformer.dtype
+    prompt_embeds = prompt_embeds.to(device, transformer_dtype)
+    if negative_prompt_embeds is not None:
+        negative_prompt_embeds = negative_prompt_embeds.to(device, transformer_dtype)
+    # 4. Prepare timesteps
+    pipe.scheduler.set_timesteps(num_inference_steps, device=device)
+    timesteps = pipe.scheduler.timesteps
+    # 5. Prepare latent variables
+    latents = pipe.prepare_latents(batch_size, pipe.transformer.config.in_channels, height,
+                                   width, num_frames, torch.float32, device, generator, None)
+    # 6. Denoising loop
+    pipe._num_timesteps = len(timesteps)
+    pipe.scheduler.set_begin_index(0)
+    boundary = pipe.config.boundary_ratio
+    boundary_timestep = None if boundary is None else (
+        boundary * pipe.scheduler.config.num_train_timesteps)
+    for i, t in enumerate(timesteps):
+        if boundary_timestep is None or t >= boundary_timestep:
+            model, scale = pipe.transformer, guidance_scale
+        else:  # Wan 2.2's low-noise expert
+            model, scale = pipe.transformer_2, guidance_scale
+
+        def predict(sl: slice, model: Any = model, scale: float = scale, t: Any = t,
+                    latents: torch.Tensor = latents) -> torch.Tensor:
+            x = latents[:, :, sl].to(transformer_dtype)
+            if pipe.config.expand_timesteps:  # TI2V-5B: one timestep per latent token
+                tokens = x.shape[2] * (x.shape[3] // 2) * (x.shape[4] // 2)
+                timestep = t.expand(x.shape[0], tokens)
+            else:
+                timestep = t.expand(x.shape[0])
+            pred = model(hidden_states=x, timestep=timestep,
+                         encoder_hidden_states=prompt_embeds, return_dict=False)[0]
+            if pipe.do_classifier_free_guidance:
+                uncond = model(hidden_states=x, timestep=timestep,
+                               encoder_hidden_states=negative_prompt_embeds,
+                               return_dict=False)[0]
+                pred = uncond + scale * (pred - uncond)
+            return pred
+
+        # predict the flow, window by window  [B, C, F, H, W]: latent frames on dim 2
+        noise_pred = windows.predict(predict, 2)
+        # compute the previous noisy sample x_t -> x_t-1
+        latents = pipe.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+        callback_on_step_end(pipe, i, t, {"latents": latents})
+    return latents

@@ -230,3 +230,27 @@ def test_a_missing_component_file_is_refused_at_validation(wan):
     assert "1" in caught.value.node_errors
     assert "models/vae/" in str(caught.value.node_errors["1"])
 
+
+
+def test_the_windowed_loop_is_the_pipelines_loop_when_one_window_covers_the_clip(wan):
+    """denoise_wan follows WanPipeline.__call__ step for step; only the model call differs."""
+    from nodes.diffusion.windows import ContextWindows, denoise_wan
+
+    pipe = wan["pipes"][WAN22]  # two experts: the switch is in the loop too
+    embeds, negative = pipe.encode_prompt(PROMPT, NEGATIVE, True, 1, max_sequence_length=512)
+    args = dict(prompt_embeds=embeds, negative_prompt_embeds=negative, height=tiny_wan.SIZE,
+                width=tiny_wan.SIZE, num_frames=9, num_inference_steps=3, guidance_scale=5.0)
+    want = pipe(generator=torch.Generator().manual_seed(3), output_type="latent", **args).frames
+    got = denoise_wan(pipe, ContextWindows(3, 3, 0), generator=torch.Generator().manual_seed(3),
+                      callback_on_step_end=lambda *a: {}, **args)
+    assert (got - want).abs().max().item() <= TOLERANCE
+
+
+def test_a_clip_longer_than_the_window_is_denoised_in_windows(wan):
+    run = run_ok(graph(folder_loader(WAN21), frames=17, context_length=9, context_overlap=4))
+    latents, frames = run.captured["4"]["samples"], run.captured["5"]
+    assert latents.shape[2] == 5 and frames.shape[0] == 17  # 1 + 4 x 4 frames
+    total = run.progress("3")[-1][1]
+    assert run.progress("3") == [(i, total) for i in range(1, total + 1)]
+    plain = run_ok(graph(folder_loader(WAN21), frames=17))
+    assert (plain.captured["4"]["samples"] - latents).abs().max() > 1e-3  # windows did apply

@@ -54,6 +54,7 @@ from nodes.diffusion.progress import step_callback
 from nodes.diffusion.schedulers import make_flow_scheduler
 from nodes.diffusion.t5_encoders import load_t5_encoder, load_t5_tokenizer
 from nodes.diffusion.weights import StateDict, check_fully_loaded, shapes_of
+from nodes.diffusion.windows import ContextWindows, denoise_wan
 
 COMFY_PREFIX = "model.diffusion_model."
 MARKER = "head.modulation"
@@ -172,6 +173,18 @@ class Wan(Family):
     def window(self, pipe: Any) -> int | None:
         return WINDOW_FRAMES
 
+    def context_windows(self, pipe: Any, s: VideoSettings) -> ContextWindows | None:
+        """Windows over latent frames (4 frames each after the first), the pixel-frame
+        settings converted: 81 frames are 21 latent frames, an overlap of 4 frames is 1."""
+        length = s.context_length or WINDOW_FRAMES
+        if s.frames <= length:
+            return None
+        step = pipe.vae_scale_factor_temporal
+        latent_length = (length - 1) // step + 1
+        overlap = min(max(1, s.context_overlap // step), latent_length - 1)
+        return ContextWindows((s.frames - 1) // step + 1, latent_length, overlap,
+                              s.context_blend)
+
     def denoise(self, model: ModelBundle, s: VideoSettings, conditioning: Conditioning | None,
                 motion: MotionModule | None, keyframe: torch.Tensor | None) -> VideoLatents:
         pipe = self.video_pipeline(model, motion, s.scheduler, s.shift)
@@ -179,15 +192,16 @@ class Wan(Family):
             raise ValueError(f"{model.source} is a Wan text-to-video model: disconnect the "
                              "keyframe (image-to-video needs a Wan I2V or TI2V model)")
         conditioning = text_conditioning(model, conditioning, pipe.transformer.config.text_dim)
-        if self.context_windows(pipe, s) is not None:
-            raise ValueError(f"{s.frames} frames are more than Wan denoises at once "
-                             f"({WINDOW_FRAMES}); make at most {WINDOW_FRAMES} frames")
-        latents = pipe(prompt_embeds=conditioning.prompt_embeds,
-                       negative_prompt_embeds=conditioning.negative_prompt_embeds,
-                       height=s.height or DEFAULT_HEIGHT, width=s.width or DEFAULT_WIDTH,
-                       num_frames=s.frames, num_inference_steps=s.steps, guidance_scale=s.cfg,
-                       generator=s.generator(), output_type="latent",
-                       callback_on_step_end=step_callback()).frames
+        args = dict(prompt_embeds=conditioning.prompt_embeds,
+                    negative_prompt_embeds=conditioning.negative_prompt_embeds,
+                    height=s.height or DEFAULT_HEIGHT, width=s.width or DEFAULT_WIDTH,
+                    num_frames=s.frames, num_inference_steps=s.steps, guidance_scale=s.cfg,
+                    generator=s.generator(), callback_on_step_end=step_callback())
+        windows = self.context_windows(pipe, s)
+        if windows is not None:
+            latents = denoise_wan(pipe, windows, **args)
+        else:
+            latents = pipe(output_type="latent", **args).frames
         return VideoLatents(latents, pipe, model.family)
 
     def decode(self, video: VideoLatents, chunk: int) -> torch.Tensor:
