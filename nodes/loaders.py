@@ -15,6 +15,7 @@ from engine.folders import active_folders, path_stamp
 from nodes.diffusion.bundle import KINEMA_MODEL, KINEMA_MOTION, ModelBundle, MotionModule
 from nodes.diffusion.model_files import (
     CHECKPOINTS_DIR,
+    CLIP_VISION_DIR,
     DIFFUSERS_DIR,
     DIFFUSION_MODELS_DIR,
     FOLDER_FAMILIES,
@@ -177,7 +178,9 @@ NONE = "none"
 COMPONENT_KINDS = {"diffusion_model": ("diffusion_models", DIFFUSION_MODELS_DIR),
                    "text_encoder": ("text_encoders", TEXT_ENCODERS_DIR),
                    "vae": ("vae", VAE_DIR),
-                   "diffusion_model_2": ("diffusion_models", DIFFUSION_MODELS_DIR)}
+                   "diffusion_model_2": ("diffusion_models", DIFFUSION_MODELS_DIR),
+                   "clip_vision": ("clip_vision", CLIP_VISION_DIR)}
+OPTIONAL_COMPONENTS = ("diffusion_model_2", "clip_vision")
 
 
 def _component_path(input_name: str, name: str) -> Path | None:
@@ -209,6 +212,7 @@ class DiTModelLoader:
             return _combo(folders.model_files(kind), f"{tooltip} A file in {where}.")
 
         second = [NONE, *folders.model_files("diffusion_models")]
+        vision = [NONE, *folders.model_files("clip_vision")]
         return {"required": {
             "diffusion_model": files("diffusion_model", "The diffusion transformer (Wan 2.2 "
                                      "A14B: the high-noise expert)."),
@@ -218,15 +222,18 @@ class DiTModelLoader:
             "diffusion_model_2": (second, {"default": NONE, "tooltip": (
                 "Wan 2.2 A14B's low-noise expert, taking over from the first at its boundary "
                 "(t = 875 for text-to-video); none for single-model families.")}),
+            "clip_vision": (vision, {"default": NONE, "tooltip": (
+                f"Wan 2.1 image-to-video: the CLIP vision encoder (clip_vision_h) in "
+                f"{CLIP_VISION_DIR}; none otherwise.")}),
         }}
 
     @classmethod
     def VALIDATE_INPUTS(cls, diffusion_model: str, text_encoder: str, vae: str,
-                        diffusion_model_2: str = NONE) -> bool | str:
+                        diffusion_model_2: str = NONE, clip_vision: str = NONE) -> bool | str:
         chosen = {"diffusion_model": diffusion_model, "text_encoder": text_encoder, "vae": vae,
-                  "diffusion_model_2": diffusion_model_2}
+                  "diffusion_model_2": diffusion_model_2, "clip_vision": clip_vision}
         for input_name, name in chosen.items():
-            if input_name == "diffusion_model_2" and name == NONE:
+            if input_name in OPTIONAL_COMPONENTS and name == NONE:
                 continue
             if not (isinstance(name, str) and name and _component_path(input_name, name)):
                 return (f"{input_name} {name!r} was not found: put it in "
@@ -235,17 +242,18 @@ class DiTModelLoader:
 
     @classmethod
     def IS_CHANGED(cls, diffusion_model: str, text_encoder: str, vae: str,
-                   diffusion_model_2: str = NONE) -> str:
+                   diffusion_model_2: str = NONE, clip_vision: str = NONE) -> str:
         chosen = {"diffusion_model": diffusion_model, "text_encoder": text_encoder, "vae": vae,
-                  "diffusion_model_2": diffusion_model_2}
+                  "diffusion_model_2": diffusion_model_2, "clip_vision": clip_vision}
         return "|".join(_stamp(_component_path(k, v)) for k, v in chosen.items() if v != NONE)
 
     def load(self, diffusion_model: str, text_encoder: str, vae: str,
-             diffusion_model_2: str = NONE) -> tuple[ModelBundle]:
-        problem = self.VALIDATE_INPUTS(diffusion_model, text_encoder, vae, diffusion_model_2)
+             diffusion_model_2: str = NONE, clip_vision: str = NONE) -> tuple[ModelBundle]:
+        problem = self.VALIDATE_INPUTS(diffusion_model, text_encoder, vae, diffusion_model_2,
+                                       clip_vision)
         if problem is not True:
             raise ModelLoadError(problem)
-        names = (diffusion_model, text_encoder, vae, diffusion_model_2)
+        names = (diffusion_model, text_encoder, vae, diffusion_model_2, clip_vision)
         paths = [None if name == NONE else _component_path(input_name, name)
                  for input_name, name in zip(COMPONENT_KINDS, names, strict=True)]
         # diffusers loads when the node runs, not with the nodes (nodes/diffusion/__init__.py).

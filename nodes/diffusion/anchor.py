@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from nodes.imaging import resample
+from nodes.imaging import resample, tensor_to_pil
 
 
 def first_image(keyframe: torch.Tensor) -> torch.Tensor:
@@ -35,6 +35,12 @@ def first_image(keyframe: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"the keyframe must be an IMAGE [B,H,W,C], got shape "
                          f"{tuple(keyframe.shape)}: connect an image")
     return keyframe[0] if keyframe.ndim == 4 else keyframe
+
+
+def keyframe_image(keyframe: torch.Tensor) -> Any:
+    """The first image of an IMAGE batch as 8-bit PIL: what a user hands an image-to-video
+    pipeline."""
+    return tensor_to_pil(first_image(keyframe)).convert("RGB")
 
 
 @torch.no_grad()

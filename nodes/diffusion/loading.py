@@ -15,6 +15,7 @@ from nodes.diffusion.families import checkpoint_family, folder_family
 from nodes.diffusion.families.base import ComponentFile
 from nodes.diffusion.model_files import (
     CHECKPOINTS_DIR,
+    CLIP_VISION_DIR,
     DIFFUSERS_DIR,
     DIFFUSION_MODELS_DIR,
     FOLDER_FAMILIES,
@@ -53,18 +54,22 @@ def load_model(path: Path, name: str) -> ModelBundle:
 
 
 def load_component_model(diffusion_model: Path, text_encoder: Path, vae: Path,
-                         diffusion_model_2: Path | None, names: tuple[str, ...]) -> ModelBundle:
+                         diffusion_model_2: Path | None, clip_vision: Path | None,
+                         names: tuple[str, ...]) -> ModelBundle:
     """A diffusion transformer kept as ComfyUI keeps it, one file per component, → a
     ModelBundle; ``names`` are the files' names as picked (for the messages)."""
     device = inference_device()
     dtype = inference_dtype(device)
-    paths = (diffusion_model, text_encoder, vae, diffusion_model_2)
-    wheres = (DIFFUSION_MODELS_DIR, TEXT_ENCODERS_DIR, VAE_DIR, DIFFUSION_MODELS_DIR)
+    paths = (diffusion_model, text_encoder, vae, diffusion_model_2, clip_vision)
+    wheres = (DIFFUSION_MODELS_DIR, TEXT_ENCODERS_DIR, VAE_DIR, DIFFUSION_MODELS_DIR,
+              CLIP_VISION_DIR)
     parts = [None if path is None else
              ComponentFile(dequantize_fp8(read_state_dict(path, where), dtype), name)
              for path, where, name in zip(paths, wheres, names, strict=True)]
     family, name_of_family = checkpoint_family(names[0], shapes_of(parts[0].state))
-    pipe = family.load_parts(*parts, dtype)
+    # Only families with an image encoder take one (and only then is it passed).
+    extra = {"clip_vision": parts[4]} if parts[4] is not None else {}
+    pipe = family.load_parts(*parts[:4], dtype, **extra)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     details = {"format": "single files", "path": str(diffusion_model),

@@ -22,6 +22,7 @@ MOTION_DIR = "models/motion/"
 DIFFUSION_MODELS_DIR = "models/diffusion_models/"
 TEXT_ENCODERS_DIR = "models/text_encoders/"
 VAE_DIR = "models/vae/"
+CLIP_VISION_DIR = "models/clip_vision/"
 TOKENIZER_NAME = "clip-tokenizer"
 TOKENIZER_DIR = f"models/text_encoders/{TOKENIZER_NAME}/"
 

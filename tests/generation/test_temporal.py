@@ -22,6 +22,7 @@ from PIL import Image
 from engine.cache import OutputCache
 from engine.executor import Executor
 from engine.folders import active_folders, use_folders
+from nodes.diffusion.anchor import keyframe_image
 from nodes.diffusion.bundle import (
     ANIMATEDIFF,
     KINEMA_CONDITIONING,
@@ -34,7 +35,7 @@ from nodes.diffusion.bundle import (
     ModelBundle,
     MotionModule,
 )
-from nodes.diffusion.families import animatediff, family_of, svd
+from nodes.diffusion.families import animatediff, family_of
 from nodes.diffusion.families.base import VideoSettings
 from nodes.diffusion.windows import (
     ContextWindows,
@@ -228,7 +229,7 @@ def reference_args(tiny: dict, family: str, frames: int = 8, steps: int = 3, **e
     common = dict(num_frames=frames, height=SIZE, width=SIZE, num_inference_steps=steps,
                   generator=generator(), **extra)
     if family == "svd":
-        return dict(image=svd.keyframe_image(keyframe()), min_guidance_scale=1.0,
+        return dict(image=keyframe_image(keyframe()), min_guidance_scale=1.0,
                     max_guidance_scale=7.5, fps=7, motion_bucket_id=127,
                     noise_aug_strength=0.02, **common)
     cond = tiny["modelscope_cond" if family == "modelscope" else "sd_cond"]
@@ -314,7 +315,7 @@ def test_keyframe_then_video_the_emu_video_way(active, tiny):
     prompt["10"]["inputs"]["keyframe"] = ["7", 0]
     run = run_ok(prompt)
     args = reference_args(tiny, "svd", 4, output_type="pt", decode_chunk_size=3)
-    args["image"] = svd.keyframe_image(run.captured["8"])
+    args["image"] = keyframe_image(run.captured["8"])
     assert max_diff(run.captured["12"], as_image(reference(tiny, "svd")(**args).frames)) \
         <= TOLERANCE
 

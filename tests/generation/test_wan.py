@@ -14,14 +14,16 @@ from safetensors.torch import load_file, save_file
 
 from engine.folders import Folders, active_folders, use_folders
 from engine.graph import PromptError, validate_prompt
+from nodes.diffusion.anchor import keyframe_image
 from nodes.diffusion.families.wan import transformer_config, vae_config
 from nodes.diffusion.model_files import ModelLoadError
+from nodes.imaging import tensor_to_pil
 from tests.generation import tiny_wan
 from tests.generation.workspace import registry, run_graph
 
 TOLERANCE = 1e-4
 PROMPT, NEGATIVE = "a cat walks on the beach", "blurry"
-WAN21, WAN22 = "tiny-wan", "tiny-wan22"
+WAN21, WAN22, I2V = "tiny-wan", "tiny-wan22", "tiny-wan-i2v"
 SINGLE_FILES = {"fp32": f"{WAN21}.safetensors", "fp16": f"{WAN21}_comfy_fp16.safetensors",
                 "fp8_scaled": f"{WAN21}_fp8_scaled.safetensors"}
 
@@ -34,12 +36,16 @@ def wan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folders.ensure()
     spiece = tiny_wan.spiece_model()
     pipes = {WAN21: tiny_wan.build_wan_pipeline(base / "work"),
-             WAN22: tiny_wan.build_wan_pipeline(base / "work22", two_experts=True, seed=1)}
+             WAN22: tiny_wan.build_wan_pipeline(base / "work22", two_experts=True, seed=1),
+             I2V: tiny_wan.build_wan_pipeline(base / "work-i2v", image_to_video=True, seed=2)}
     for stem, pipe in pipes.items():
         pipe.save_pretrained(folders.models / "diffusers" / stem)
         tiny_wan.write_single_files(pipe, spiece, folders.models, stem)
     previous = active_folders()
     use_folders(folders)
+    keyframe = torch.rand(1, tiny_wan.SIZE, tiny_wan.SIZE, 3, generator=torch.Generator()
+                          .manual_seed(0))
+    tensor_to_pil(keyframe[0]).save(folders.input / "keyframe.png")
     yield {"folders": folders, "pipes": pipes}
     use_folders(previous)
 
@@ -70,10 +76,18 @@ def folder_loader(name: str) -> dict[str, Any]:
     return {"class_type": "KinemaModelLoader", "inputs": {"model": name}}
 
 
-def file_loader(stem: str, diffusion_model: str, second: str = "none") -> dict[str, Any]:
+def file_loader(stem: str, diffusion_model: str, second: str = "none",
+                clip_vision: str = "none") -> dict[str, Any]:
     return {"class_type": "DiTModelLoader", "inputs": {
         "diffusion_model": diffusion_model, "text_encoder": f"{stem}_umt5.safetensors",
-        "vae": f"{stem}_vae.safetensors", "diffusion_model_2": second}}
+        "vae": f"{stem}_vae.safetensors", "diffusion_model_2": second,
+        "clip_vision": clip_vision}}
+
+
+def with_keyframe(prompt: dict[str, Any]) -> dict[str, Any]:
+    prompt["6"] = {"class_type": "LoadImage", "inputs": {"image": "keyframe.png"}}
+    prompt["3"]["inputs"]["keyframe"] = ["6", 0]
+    return prompt
 
 
 def reference(pipe: WanPipeline, **overrides: Any) -> tuple[torch.Tensor, np.ndarray]:
@@ -90,7 +104,7 @@ def reference(pipe: WanPipeline, **overrides: Any) -> tuple[torch.Tensor, np.nda
 
 def run_ok(prompt: dict[str, Any]) -> Any:
     run = run_graph(prompt)
-    assert run.result.status == "success", run.result.error
+    assert run.result.status == "success", run.result.error["exception_message"]
     return run
 
 
@@ -109,8 +123,8 @@ def with_weights(pipe: WanPipeline, transformer: dict[str, torch.Tensor]) -> Wan
 
     weights = convert_wan_transformer_to_diffusers(
         {k.removeprefix("model.diffusion_model."): v.float() for k, v in transformer.items()})
-    copy = WanPipeline(**{**pipe.components, "transformer": None},
-                       boundary_ratio=pipe.config.boundary_ratio)
+    copy = type(pipe)(**{**pipe.components, "transformer": None},
+                      boundary_ratio=pipe.config.boundary_ratio)
     model = type(pipe.transformer)(**pipe.transformer.config)
     model.load_state_dict(weights)
     copy.transformer = model.eval()
@@ -254,3 +268,30 @@ def test_a_clip_longer_than_the_window_is_denoised_in_windows(wan):
     assert run.progress("3") == [(i, total) for i in range(1, total + 1)]
     plain = run_ok(graph(folder_loader(WAN21), frames=17))
     assert (plain.captured["4"]["samples"] - latents).abs().max() > 1e-3  # windows did apply
+
+
+def test_wan21_image_to_video_gives_the_pipelines_clip(wan):
+    """The keyframe goes to WanImageToVideoPipeline as the PIL image a user passes, from the
+    folder and from single files with ComfyUI's CLIP vision file."""
+    from PIL import Image
+
+    pipe = wan["pipes"][I2V]
+    image = keyframe_image(torch.from_numpy(np.asarray(Image.open(
+        wan["folders"].input / "keyframe.png"), dtype=np.float32) / 255)[None])
+    want = reference(pipe, image=image)
+    assert_same(run_ok(with_keyframe(graph(folder_loader(I2V)))), *want)
+    files = file_loader(I2V, f"{I2V}.safetensors", clip_vision=f"{I2V}_clip_vision.safetensors")
+    assert_same(run_ok(with_keyframe(graph(files))), *want)
+    # Without its keyframe, or without CLIP vision, the model cannot run: said plainly.
+    for prompt, message in ((graph(folder_loader(I2V)), "connect a keyframe"),
+                            (with_keyframe(graph(file_loader(I2V, f"{I2V}.safetensors"))),
+                             "needs CLIP vision")):
+        run = run_graph(prompt)
+        assert run.result.status == "error"
+        assert message in run.result.error["exception_message"]
+
+
+def test_a_keyframe_on_a_text_to_video_model_is_refused(wan):
+    run = run_graph(with_keyframe(graph(folder_loader(WAN21))))
+    assert run.result.status == "error"
+    assert "disconnect the keyframe" in run.result.error["exception_message"]

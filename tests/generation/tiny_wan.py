@@ -16,13 +16,26 @@ from pathlib import Path
 
 import sentencepiece
 import torch
-from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+from diffusers import (
+    AutoencoderKLWan,
+    UniPCMultistepScheduler,
+    WanImageToVideoPipeline,
+    WanPipeline,
+    WanTransformer3DModel,
+)
 from diffusers.loaders.single_file_utils import (
     convert_wan_transformer_to_diffusers,
     convert_wan_vae_to_diffusers,
 )
 from safetensors.torch import save_file
-from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
+from transformers import (
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    T5Tokenizer,
+    UMT5Config,
+    UMT5EncoderModel,
+)
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from nodes.diffusion.model_files import CONFIGS
 
@@ -30,6 +43,7 @@ SENTENCES = ("a cat walks on the beach at sunset", "the dog runs in the park",
              "waves crash on the shore", "a red car drives down the road",
              "blurry low quality still image", "a bird flies over the sea")
 TEXT_WIDTH = 32
+CLIP_WIDTH = 64
 FRAMES, SIZE = 5, 32  # 2 latent frames of 4x4: the smallest clip the VAE makes
 
 
@@ -49,7 +63,10 @@ def tokenizer(spiece: bytes, folder: Path) -> T5Tokenizer:
     return T5Tokenizer.from_pretrained(str(folder), extra_ids=0)
 
 
-def build_wan_pipeline(work: Path, *, two_experts: bool = False, seed: int = 0) -> WanPipeline:
+def build_wan_pipeline(work: Path, *, two_experts: bool = False, seed: int = 0,
+                       image_to_video: bool = False) -> WanPipeline:
+    """Tiny Wan 2.1 T2V; Wan 2.2 A14B-like with ``two_experts``; Wan 2.1 I2V (36 input
+    channels, CLIP vision features through extra k/v) with ``image_to_video``."""
     torch.manual_seed(seed)
     tok = tokenizer(spiece_model(), work / "spiece")
     encoder = UMT5EncoderModel(UMT5Config(
@@ -57,27 +74,46 @@ def build_wan_pipeline(work: Path, *, two_experts: bool = False, seed: int = 0) 
         relative_attention_num_buckets=8, relative_attention_max_distance=128,
         feed_forward_proj="gated-gelu", is_encoder_decoder=False, tie_word_embeddings=False))
 
+    image = dict(in_channels=36, image_dim=CLIP_WIDTH, added_kv_proj_dim=128) if (
+        image_to_video) else dict(in_channels=16)
+
     def transformer() -> WanTransformer3DModel:
         # One 128-wide head: every Wan model's head width, which the loader assumes.
         return WanTransformer3DModel(num_attention_heads=1, attention_head_dim=128,
-                                     in_channels=16, out_channels=16, text_dim=TEXT_WIDTH,
-                                     freq_dim=32, ffn_dim=64, num_layers=2)
+                                     out_channels=16, text_dim=TEXT_WIDTH, freq_dim=32,
+                                     ffn_dim=64, num_layers=2, **image)
 
     high = transformer()
     low = transformer() if two_experts else None
     vae = AutoencoderKLWan(base_dim=8)
     scheduler = UniPCMultistepScheduler.from_pretrained(str(CONFIGS / "wan"),
                                                         subfolder="scheduler")
-    pipe = WanPipeline(tokenizer=tok, text_encoder=encoder.eval(), vae=vae.eval(),
-                       scheduler=scheduler, transformer=high.eval(),
-                       transformer_2=low.eval() if low is not None else None,
-                       boundary_ratio=0.875 if two_experts else None)
+    parts = dict(tokenizer=tok, text_encoder=encoder.eval(), vae=vae.eval(), scheduler=scheduler,
+                 transformer=high.eval(), transformer_2=low.eval() if low is not None else None,
+                 boundary_ratio=0.875 if two_experts else None)
+    if image_to_video:
+        vision = CLIPVisionModel(CLIPVisionConfig(
+            hidden_size=CLIP_WIDTH, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=1, image_size=28, patch_size=14, hidden_act="quick_gelu",
+            projection_dim=CLIP_WIDTH))
+        processor = CLIPImageProcessorPil(size={"shortest_edge": 28},
+                                          crop_size={"height": 28, "width": 28})
+        pipe = WanImageToVideoPipeline(**parts, image_encoder=vision.eval(),
+                                       image_processor=processor)
+    else:
+        pipe = WanPipeline(**parts)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
 # diffusers → original (Wan) transformer names; applied in order.
 TRANSFORMER_NAMES = (
+    ("condition_embedder.image_embedder.norm1", "img_emb.proj.0"),
+    ("condition_embedder.image_embedder.ff.net.0.proj", "img_emb.proj.1"),
+    ("condition_embedder.image_embedder.ff.net.2", "img_emb.proj.3"),
+    ("condition_embedder.image_embedder.norm2", "img_emb.proj.4"),
+    (".add_k_proj.", ".k_img."), (".add_v_proj.", ".v_img."),
+    (".norm_added_k.", ".norm_k_img."),
     ("condition_embedder.time_embedder.linear_1", "time_embedding.0"),
     ("condition_embedder.time_embedder.linear_2", "time_embedding.2"),
     ("condition_embedder.text_embedder.linear_1", "text_embedding.0"),
@@ -194,3 +230,10 @@ def write_single_files(pipe: WanPipeline, spiece: bytes, models: Path, stem: str
               models / "text_encoders" / f"{stem}_umt5.safetensors")
     (models / "vae").mkdir(parents=True, exist_ok=True)
     save_file(original_vae_state(pipe.vae), models / "vae" / f"{stem}_vae.safetensors")
+    encoder = getattr(pipe, "image_encoder", None)
+    if encoder is not None:  # ComfyUI's clip_vision files: prefixed, with the projection
+        state = {f"vision_model.{k.removeprefix('vision_model.')}": v.detach().clone()
+                 for k, v in encoder.state_dict().items()}
+        state["visual_projection.weight"] = torch.randn(CLIP_WIDTH, CLIP_WIDTH)
+        (models / "clip_vision").mkdir(parents=True, exist_ok=True)
+        save_file(state, models / "clip_vision" / f"{stem}_clip_vision.safetensors")

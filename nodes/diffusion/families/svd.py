@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from diffusers import StableVideoDiffusionPipeline
 
-from nodes.diffusion.anchor import first_image
+from nodes.diffusion.anchor import keyframe_image
 from nodes.diffusion.bundle import SVD, Conditioning, ModelBundle, MotionModule
 from nodes.diffusion.families.base import (
     Family,
@@ -26,14 +26,8 @@ from nodes.diffusion.model_files import DIFFUSERS_DIR, ModelLoadError
 from nodes.diffusion.progress import step_callback
 from nodes.diffusion.schedulers import DEFAULT, make_scheduler
 from nodes.diffusion.windows import denoise_svd
-from nodes.imaging import tensor_to_pil
 
 SGM_CONDITIONER = "conditioner.embedders."
-
-
-def keyframe_image(keyframe: torch.Tensor) -> Any:
-    """The first image of an IMAGE batch as 8-bit PIL: what a user hands SVD's pipeline."""
-    return tensor_to_pil(first_image(keyframe)).convert("RGB")
 
 
 class StableVideoDiffusion(Family):

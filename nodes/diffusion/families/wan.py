@@ -25,13 +25,20 @@ from typing import Any
 
 import torch
 from accelerate import init_empty_weights
-from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
+from diffusers import (
+    AutoencoderKLWan,
+    WanImageToVideoPipeline,
+    WanPipeline,
+    WanTransformer3DModel,
+)
 from diffusers.loaders.single_file_utils import (
     convert_wan_transformer_to_diffusers,
     convert_wan_vae_to_diffusers,
 )
 
+from nodes.diffusion.anchor import keyframe_image
 from nodes.diffusion.bundle import WAN, Conditioning, ModelBundle, MotionModule
+from nodes.diffusion.clip_vision import clip_image_processor, load_clip_vision
 from nodes.diffusion.families.base import (
     ComponentFile,
     Family,
@@ -44,6 +51,7 @@ from nodes.diffusion.families.base import (
     text_conditioning,
 )
 from nodes.diffusion.model_files import (
+    CLIP_VISION_DIR,
     DIFFUSION_MODELS_DIR,
     TEXT_ENCODERS_DIR,
     VAE_DIR,
@@ -108,7 +116,7 @@ def vae_config(shapes: Shapes) -> dict[str, Any]:
 
 class Wan(Family):
     names = (WAN,)
-    pipelines = {"WanPipeline": WAN}
+    pipelines = {"WanPipeline": WAN, "WanImageToVideoPipeline": WAN}
 
     def recognise(self, name: str, shapes: Shapes) -> str | None:
         return WAN if MARKER in shapes or COMFY_PREFIX + MARKER in shapes else None
@@ -123,8 +131,9 @@ class Wan(Family):
 
     def load_parts(self, transformer: ComponentFile, text_encoder: ComponentFile,
                    vae: ComponentFile, transformer_2: ComponentFile | None,
-                   dtype: torch.dtype) -> Any:
-        """WanPipeline from ComfyUI's single files (weights already read and dequantized)."""
+                   dtype: torch.dtype, clip_vision: ComponentFile | None = None) -> Any:
+        """WanPipeline (WanImageToVideoPipeline for image-to-video models) from ComfyUI's
+        single files (weights already read and dequantized)."""
         high = _transformer(transformer, dtype)
         low = _transformer(transformer_2, dtype) if transformer_2 is not None else None
         if low is not None and dict(low.config) != dict(high.config):
@@ -146,11 +155,25 @@ class Wan(Family):
         boundary = None
         if low is not None:
             boundary = BOUNDARY_I2V if high.config.in_channels == I2V_CHANNELS else BOUNDARY_T2V
-        return WanPipeline(
-            tokenizer=tokenizer, text_encoder=encoder, vae=autoencoder,
-            scheduler=scheduler_from(shipped_config(WAN)), transformer=high,
-            transformer_2=low, boundary_ratio=boundary,
-            expand_timesteps=high.config.in_channels == TI2V_CHANNELS)
+        parts = dict(tokenizer=tokenizer, text_encoder=encoder, vae=autoencoder,
+                     scheduler=scheduler_from(shipped_config(WAN)), transformer=high,
+                     transformer_2=low, boundary_ratio=boundary,
+                     expand_timesteps=high.config.in_channels == TI2V_CHANNELS)
+        if high.config.image_dim is not None:  # Wan 2.1 I2V: the keyframe's CLIP features
+            if clip_vision is None:
+                raise ModelLoadError(f"{transformer.name} is a Wan 2.1 image-to-video model: it "
+                                     f"needs CLIP vision (clip_vision_h.safetensors in "
+                                     f"{CLIP_VISION_DIR}) as clip_vision")
+            image_encoder = load_clip_vision(clip_vision, dtype)
+            if image_encoder.config.hidden_size != high.config.image_dim:
+                raise ModelLoadError(f"{clip_vision.name} gives {image_encoder.config.hidden_size}"
+                                     f"-wide image features; {transformer.name} reads "
+                                     f"{high.config.image_dim}: use clip_vision_h")
+            return WanImageToVideoPipeline(**parts, image_encoder=image_encoder,
+                                           image_processor=clip_image_processor(image_encoder))
+        if high.config.in_channels == I2V_CHANNELS:  # Wan 2.2 I2V A14B: latents only
+            return WanImageToVideoPipeline(**parts)
+        return WanPipeline(**parts)
 
     def encode_text(self, model: ModelBundle, prompt: str, negative_prompt: str,
                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -160,15 +183,29 @@ class Wan(Family):
                                             max_sequence_length=TEXT_TOKENS, device=model.device)
 
     def video_pipeline(self, model: ModelBundle, motion: MotionModule | None,
-                       scheduler: str, shift: float = 0.0) -> Any:
+                       scheduler: str, shift: float = 0.0, image: bool = False) -> Any:
+        """WanPipeline, or WanImageToVideoPipeline when a keyframe conditions the clip."""
         no_motion(model, motion)
         parts = model.pipe.components
-        return quiet(WanPipeline(
-            tokenizer=parts["tokenizer"], text_encoder=parts["text_encoder"], vae=parts["vae"],
-            scheduler=make_flow_scheduler(scheduler, parts["scheduler"], shift),
-            transformer=parts["transformer"], transformer_2=parts.get("transformer_2"),
-            boundary_ratio=model.pipe.config.boundary_ratio,
-            expand_timesteps=model.pipe.config.expand_timesteps))
+        transformer = parts["transformer"]
+        expand = model.pipe.config.expand_timesteps
+        takes_image = transformer.config.in_channels == I2V_CHANNELS or expand
+        if image and not takes_image:
+            raise ValueError(f"{model.source} is a Wan text-to-video model: disconnect the "
+                             "keyframe (image-to-video needs a Wan I2V or TI2V model)")
+        if not image and transformer.config.in_channels == I2V_CHANNELS:
+            raise ValueError(f"{model.source} is a Wan image-to-video model: connect a "
+                             "keyframe")
+        common = dict(tokenizer=parts["tokenizer"], text_encoder=parts["text_encoder"],
+                      vae=parts["vae"], transformer=transformer,
+                      scheduler=make_flow_scheduler(scheduler, parts["scheduler"], shift),
+                      transformer_2=parts.get("transformer_2"), expand_timesteps=expand,
+                      boundary_ratio=model.pipe.config.boundary_ratio)
+        if not image:
+            return quiet(WanPipeline(**common))
+        return quiet(WanImageToVideoPipeline(
+            **common, image_encoder=parts.get("image_encoder"),
+            image_processor=parts.get("image_processor")))
 
     def window(self, pipe: Any) -> int | None:
         return WINDOW_FRAMES
@@ -187,10 +224,7 @@ class Wan(Family):
 
     def denoise(self, model: ModelBundle, s: VideoSettings, conditioning: Conditioning | None,
                 motion: MotionModule | None, keyframe: torch.Tensor | None) -> VideoLatents:
-        pipe = self.video_pipeline(model, motion, s.scheduler, s.shift)
-        if keyframe is not None:
-            raise ValueError(f"{model.source} is a Wan text-to-video model: disconnect the "
-                             "keyframe (image-to-video needs a Wan I2V or TI2V model)")
+        pipe = self.video_pipeline(model, motion, s.scheduler, s.shift, keyframe is not None)
         conditioning = text_conditioning(model, conditioning, pipe.transformer.config.text_dim)
         args = dict(prompt_embeds=conditioning.prompt_embeds,
                     negative_prompt_embeds=conditioning.negative_prompt_embeds,
@@ -198,7 +232,12 @@ class Wan(Family):
                     num_frames=s.frames, num_inference_steps=s.steps, guidance_scale=s.cfg,
                     generator=s.generator(), callback_on_step_end=step_callback())
         windows = self.context_windows(pipe, s)
-        if windows is not None:
+        if keyframe is not None:
+            if windows is not None:
+                raise ValueError(f"image-to-video makes at most {s.context_length or WINDOW_FRAMES}"
+                                 f" frames at once (context_length), asked for {s.frames}")
+            latents = pipe(image=keyframe_image(keyframe), output_type="latent", **args).frames
+        elif windows is not None:
             latents = denoise_wan(pipe, windows, **args)
         else:
             latents = pipe(output_type="latent", **args).frames
