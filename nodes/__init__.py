@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import nodes.quiet_imports  # noqa: F401  (first: before anything imports diffusers)
 from nodes import (
+    acceleration,
     comfy_core,
     encode,
     frame_ops,
@@ -51,7 +52,7 @@ from nodes.primitives import (
 from nodes.temporal import TemporalDenoiser
 
 FAMILIES = (image, image_io, primitives, temporal, loaders, text, keyframe, latent, video_io,
-            synthetic, frame_ops, interpolate, upscale, encode)
+            synthetic, frame_ops, interpolate, upscale, encode, acceleration)
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}

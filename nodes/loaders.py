@@ -181,6 +181,9 @@ COMPONENT_KINDS = {"diffusion_model": ("diffusion_models", DIFFUSION_MODELS_DIR)
                    "diffusion_model_2": ("diffusion_models", DIFFUSION_MODELS_DIR),
                    "clip_vision": ("clip_vision", CLIP_VISION_DIR)}
 OPTIONAL_COMPONENTS = ("diffusion_model_2", "clip_vision")
+# ComfyUI's UNETLoader names: fp8 keeps the diffusion model's weights in 8 bits (half the memory
+# of bf16), each layer cast up to the compute dtype when it runs.
+WEIGHT_DTYPES = ("default", "fp8_e4m3fn")
 
 
 def _component_path(input_name: str, name: str) -> Path | None:
@@ -191,12 +194,12 @@ class DiTModelLoader:
     """Loads a diffusion-transformer video model kept as ComfyUI keeps it: one file each for
     the diffusion model, its text encoder and its VAE."""
 
-    DESCRIPTION = ("Loads a video diffusion transformer (Wan 2.1 / 2.2) from ComfyUI's single "
-                   "files: the diffusion model from models/diffusion_models/ (or unet/), its "
-                   "text encoder from models/text_encoders/ (or clip/) and its VAE from "
-                   "models/vae/; original or ComfyUI layout, fp16/bf16/fp8/fp8-scaled. The "
-                   "architecture is read from the weights. Wan 2.2 A14B: the high-noise expert "
-                   "as diffusion_model, the low-noise one as diffusion_model_2. Diffusers "
+    DESCRIPTION = ("Loads a video diffusion transformer (Wan 2.1 / 2.2, LTX-Video) from "
+                   "ComfyUI's single files: the diffusion model from models/diffusion_models/ "
+                   "(or unet/), its text encoder from models/text_encoders/ (or clip/) and its "
+                   "VAE from models/vae/; original or ComfyUI layout, fp16/bf16/fp8/fp8-scaled. "
+                   "The architecture is read from the weights. Wan 2.2 A14B: the high-noise "
+                   "expert as diffusion_model, the low-noise one as diffusion_model_2. Diffusers "
                    "folders load with Load Model (Kinema).")
     CATEGORY = "kinema/loaders"
     RETURN_TYPES = (KINEMA_MODEL,)
@@ -216,12 +219,18 @@ class DiTModelLoader:
         return {"required": {
             "diffusion_model": files("diffusion_model", "The diffusion transformer (Wan 2.2 "
                                      "A14B: the high-noise expert)."),
-            "text_encoder": files("text_encoder", "Its text encoder (Wan: umt5_xxl_*)."),
-            "vae": files("vae", "Its VAE (Wan 2.1 and Wan 2.2 A14B: wan_2.1_vae)."),
+            "text_encoder": files("text_encoder", "Its text encoder (Wan: umt5_xxl_*; "
+                                  "LTX-Video: t5xxl_*)."),
+            "vae": files("vae", "Its VAE (Wan 2.1 and Wan 2.2 A14B: wan_2.1_vae; LTX-Video: "
+                         "its checkpoint again)."),
         }, "optional": {
             "diffusion_model_2": (second, {"default": NONE, "tooltip": (
                 "Wan 2.2 A14B's low-noise expert, taking over from the first at its boundary "
                 "(t = 875 for text-to-video); none for single-model families.")}),
+            "weight_dtype": (list(WEIGHT_DTYPES), {"default": "default", "tooltip": (
+                "How the diffusion model's weights are stored: default (the compute dtype: "
+                "bf16/fp16 on a GPU), or fp8_e4m3fn (half of bf16's memory; computed in bf16 "
+                "layer by layer; slightly different frames).")}),
             "clip_vision": (vision, {"default": NONE, "tooltip": (
                 f"Wan 2.1 image-to-video: the CLIP vision encoder (clip_vision_h) in "
                 f"{CLIP_VISION_DIR}; none otherwise.")}),
@@ -229,7 +238,8 @@ class DiTModelLoader:
 
     @classmethod
     def VALIDATE_INPUTS(cls, diffusion_model: str, text_encoder: str, vae: str,
-                        diffusion_model_2: str = NONE, clip_vision: str = NONE) -> bool | str:
+                        diffusion_model_2: str = NONE, clip_vision: str = NONE,
+                        weight_dtype: str = "default") -> bool | str:
         chosen = {"diffusion_model": diffusion_model, "text_encoder": text_encoder, "vae": vae,
                   "diffusion_model_2": diffusion_model_2, "clip_vision": clip_vision}
         for input_name, name in chosen.items():
@@ -242,13 +252,15 @@ class DiTModelLoader:
 
     @classmethod
     def IS_CHANGED(cls, diffusion_model: str, text_encoder: str, vae: str,
-                   diffusion_model_2: str = NONE, clip_vision: str = NONE) -> str:
+                   diffusion_model_2: str = NONE, clip_vision: str = NONE,
+                   weight_dtype: str = "default") -> str:
         chosen = {"diffusion_model": diffusion_model, "text_encoder": text_encoder, "vae": vae,
                   "diffusion_model_2": diffusion_model_2, "clip_vision": clip_vision}
         return "|".join(_stamp(_component_path(k, v)) for k, v in chosen.items() if v != NONE)
 
     def load(self, diffusion_model: str, text_encoder: str, vae: str,
-             diffusion_model_2: str = NONE, clip_vision: str = NONE) -> tuple[ModelBundle]:
+             diffusion_model_2: str = NONE, clip_vision: str = NONE,
+             weight_dtype: str = "default") -> tuple[ModelBundle]:
         problem = self.VALIDATE_INPUTS(diffusion_model, text_encoder, vae, diffusion_model_2,
                                        clip_vision)
         if problem is not True:
@@ -259,7 +271,7 @@ class DiTModelLoader:
         # diffusers loads when the node runs, not with the nodes (nodes/diffusion/__init__.py).
         from nodes.diffusion.loading import load_component_model
 
-        return (load_component_model(*paths, names),)
+        return (load_component_model(*paths, names, fp8_storage=weight_dtype == "fp8_e4m3fn"),)
 
 
 NODE_CLASS_MAPPINGS = {

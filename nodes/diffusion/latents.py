@@ -15,6 +15,7 @@ import torch
 from diffusers.image_processor import VaeImageProcessor
 
 from nodes.diffusion.bundle import ModelBundle
+from nodes.diffusion.families import family_of
 from nodes.imaging import report_progress
 
 
@@ -53,6 +54,9 @@ def decode_latents(model: ModelBundle, samples: torch.Tensor, chunk_size: int = 
     the VAE's memory on large frames.
     """
     vae = vae_of(model)
+    whole_clips = family_of(model).decode_samples(model, samples, tile_size, tile_overlap)
+    if whole_clips is not None:
+        return whole_clips
     latents = as_frames(samples, vae.config.latent_channels)
     total = latents.shape[0]
     chunk = chunk_size if chunk_size > 0 else max(total, 1)

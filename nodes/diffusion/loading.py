@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from nodes.diffusion.bundle import ModelBundle
 from nodes.diffusion.device import inference_device, inference_dtype
 from nodes.diffusion.families import checkpoint_family, folder_family
@@ -23,6 +25,7 @@ from nodes.diffusion.model_files import (
     VAE_DIR,
     ModelLoadError,
 )
+from nodes.diffusion.placement import place
 from nodes.diffusion.weights import dequantize_fp8, read_state_dict, shapes_of
 
 
@@ -47,7 +50,7 @@ def load_model(path: Path, name: str) -> ModelBundle:
     else:
         raise ModelLoadError(f"{name} was not found: put single-file checkpoints in "
                              f"{CHECKPOINTS_DIR} and diffusers folders in {DIFFUSERS_DIR}")
-    pipe.to(device)
+    details["placement"] = place(pipe, device).reason
     # Progress goes through the engine's hook, not tqdm on the server's stdout.
     pipe.set_progress_bar_config(disable=True)
     return ModelBundle(name_of_family, pipe, name, device, dtype, details)
@@ -55,9 +58,10 @@ def load_model(path: Path, name: str) -> ModelBundle:
 
 def load_component_model(diffusion_model: Path, text_encoder: Path, vae: Path,
                          diffusion_model_2: Path | None, clip_vision: Path | None,
-                         names: tuple[str, ...]) -> ModelBundle:
+                         names: tuple[str, ...], fp8_storage: bool = False) -> ModelBundle:
     """A diffusion transformer kept as ComfyUI keeps it, one file per component, → a
-    ModelBundle; ``names`` are the files' names as picked (for the messages)."""
+    ModelBundle; ``names`` are the files' names as picked (for the messages). With
+    ``fp8_storage`` the diffusion model(s) keep their weights in fp8, computed in ``dtype``."""
     device = inference_device()
     dtype = inference_dtype(device)
     paths = (diffusion_model, text_encoder, vae, diffusion_model_2, clip_vision)
@@ -70,8 +74,12 @@ def load_component_model(diffusion_model: Path, text_encoder: Path, vae: Path,
     # Only families with an image encoder take one (and only then is it passed).
     extra = {"clip_vision": parts[4]} if parts[4] is not None else {}
     pipe = family.load_parts(*parts[:4], dtype, **extra)
-    pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
+    if fp8_storage:
+        for name, part in pipe.components.items():
+            if name.startswith("transformer") and part is not None:
+                part.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn,
+                                              compute_dtype=dtype)
     details = {"format": "single files", "path": str(diffusion_model),
-               "text_encoder": names[1], "vae": names[2]}
+               "text_encoder": names[1], "vae": names[2], "placement": place(pipe, device).reason}
+    pipe.set_progress_bar_config(disable=True)
     return ModelBundle(name_of_family, pipe, names[0], device, dtype, details)

@@ -172,6 +172,12 @@ class Family:
         """The pipeline's latents in Kinema's video LATENT layout, ``[B,C,F,H,W]``."""
         return latents
 
+    def decode_samples(self, model: ModelBundle, samples: torch.Tensor, tile_size: int,
+                       tile_overlap: int) -> torch.Tensor | None:
+        """LATENT samples → IMAGE frames ``[N,H,W,C]`` for a family whose VAE decodes whole
+        clips (a 3-D VAE); None lets the frame-by-frame decode of ``latents.py`` do it."""
+        return None
+
     def decode(self, video: VideoLatents, chunk: int) -> torch.Tensor:
         """The pipeline's own decode, ``chunk`` frames at a time (0: all); ``[B,C,F,H,W]``."""
         return video.pipe.decode_latents(video.latents, chunk or video.latents.shape[2])

@@ -36,6 +36,7 @@ from diffusers.loaders.single_file_utils import (
     convert_wan_vae_to_diffusers,
 )
 
+from nodes.diffusion.acceleration import KINEMA_ACCELERATION, accelerated
 from nodes.diffusion.anchor import keyframe_image
 from nodes.diffusion.bundle import WAN, Conditioning, ModelBundle, MotionModule
 from nodes.diffusion.clip_vision import clip_image_processor, load_clip_vision
@@ -61,6 +62,7 @@ from nodes.diffusion.model_files import (
 from nodes.diffusion.progress import step_callback
 from nodes.diffusion.schedulers import make_flow_scheduler
 from nodes.diffusion.t5_encoders import load_t5_encoder, load_t5_tokenizer
+from nodes.diffusion.video_vae import decode_video_latents
 from nodes.diffusion.weights import StateDict, check_fully_loaded, shapes_of
 from nodes.diffusion.windows import ContextWindows, denoise_wan
 
@@ -232,26 +234,43 @@ class Wan(Family):
                     num_frames=s.frames, num_inference_steps=s.steps, guidance_scale=s.cfg,
                     generator=s.generator(), callback_on_step_end=step_callback())
         windows = self.context_windows(pipe, s)
-        if keyframe is not None:
-            if windows is not None:
-                raise ValueError(f"image-to-video makes at most {s.context_length or WINDOW_FRAMES}"
-                                 f" frames at once (context_length), asked for {s.frames}")
-            latents = pipe(image=keyframe_image(keyframe), output_type="latent", **args).frames
-        elif windows is not None:
-            latents = denoise_wan(pipe, windows, **args)
-        else:
-            latents = pipe(output_type="latent", **args).frames
+        experts = [m for m in (pipe.transformer, pipe.transformer_2) if m is not None]
+        with accelerated(experts, model.details.get(KINEMA_ACCELERATION)):
+            if keyframe is not None:
+                if windows is not None:
+                    raise ValueError(f"image-to-video makes at most "
+                                     f"{s.context_length or WINDOW_FRAMES} frames at once "
+                                     f"(context_length), asked for {s.frames}")
+                latents = pipe(image=keyframe_image(keyframe), output_type="latent",
+                               **args).frames
+            elif windows is not None:
+                latents = denoise_wan(pipe, windows, **args)
+            else:
+                latents = pipe(output_type="latent", **args).frames
         return VideoLatents(latents, pipe, model.family)
 
     def decode(self, video: VideoLatents, chunk: int) -> torch.Tensor:
-        # WanPipeline's decode: undo the per-channel latent normalisation, then the 3-D VAE.
-        vae = video.pipe.vae
-        shape = (1, vae.config.z_dim, 1, 1, 1)
-        latents = video.latents.to(vae.device, vae.dtype)
-        mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents.device, latents.dtype)
-        std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latents.device,
-                                                                        latents.dtype)
-        return vae.decode(latents / std + mean, return_dict=False)[0]
+        return _decode(video.pipe.vae, video.latents)
+
+    def decode_samples(self, model: ModelBundle, samples: torch.Tensor, tile_size: int,
+                       tile_overlap: int) -> torch.Tensor:
+        video = _decode(model.pipe.vae, samples, True if tile_size else None, tile_size,
+                        tile_overlap)
+        frames = model.pipe.video_processor.postprocess_video(video=video, output_type="pt")
+        return frames.flatten(0, 1).permute(0, 2, 3, 1).float().cpu().contiguous()
+
+
+@torch.no_grad()
+def _decode(vae: Any, latents: torch.Tensor, tile: bool | None = None, tile_size: int = 0,
+            tile_overlap: int = 0) -> torch.Tensor:
+    """WanPipeline's decode: undo the per-channel latent normalisation, then the 3-D VAE
+    (tiled in space for large frames, or after running out of memory)."""
+    shape = (1, vae.config.z_dim, 1, 1, 1)
+    latents = latents.to(vae.device, vae.dtype)
+    mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents.device, latents.dtype)
+    std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latents.device,
+                                                                    latents.dtype)
+    return decode_video_latents(vae, latents / std + mean, tile, tile_size, tile_overlap)
 
 
 def _transformer(part: ComponentFile, dtype: torch.dtype) -> WanTransformer3DModel:

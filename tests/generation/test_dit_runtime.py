@@ -1,0 +1,203 @@
+"""Running the diffusion transformers well: placement chosen from free memory, tiled VAE
+decode (chosen, and after running out of memory), fp8 weight storage, attention backend, step
+caching, and an out-of-memory error that leaves the executor serving the next prompt."""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+import pytest
+import torch
+
+from engine.cache import OutputCache
+from engine.executor import Executor
+from nodes.diffusion.acceleration import Acceleration, accelerated, installed_backends
+from nodes.diffusion.placement import GPU, GROUP_OFFLOAD, MODEL_OFFLOAD, choose_placement
+from nodes.diffusion.video_vae import decode_video_latents, should_tile
+from tests.generation.test_wan import WAN21, file_loader, folder_loader, graph, run_ok, wan
+from tests.generation.workspace import registry, run_graph
+
+__all__ = ["wan"]  # the module-scoped models fixture, shared with test_wan
+GIB = 1 << 30
+# A tiled decode blends overlapping tiles; each tile sees less context than the whole frame.
+# The stated bound, pixels in -1..1, 32-pixel tiles overlapping by 16 on 64-pixel frames of a
+# VAE whose residual branches are small beside their skip paths (as a trained VAE's are; a
+# randomly initialised one's are not, and its mid-block attention spans the whole frame):
+TILED_MEAN_TOLERANCE, TILED_MAX_TOLERANCE = 0.02, 0.15
+
+
+@pytest.mark.parametrize("free,mode", [(40 * GIB, GPU), (36 * GIB, MODEL_OFFLOAD),
+                                       (12 * GIB, GROUP_OFFLOAD)])
+def test_the_placement_follows_the_free_memory(free, mode):
+    """Wan 2.1 14B at bf16: transformer 28.6 GiB, UMT5-XXL 10.6 GiB, VAE 0.2 GiB."""
+    sizes = {"transformer": int(28.6 * GIB), "text_encoder": int(10.6 * GIB),
+             "vae": int(0.2 * GIB)}
+    small = {"transformer": int(2.6 * GIB), "text_encoder": int(10.6 * GIB),
+             "vae": int(0.2 * GIB)}
+    placement = choose_placement(sizes if mode != GPU else small, free)
+    assert placement.mode == mode, placement.reason
+    assert "GiB" in placement.reason
+
+
+def test_large_frames_or_little_memory_decode_in_tiles():
+    assert not should_tile(480, 832, None)
+    assert should_tile(720, 1280, None)
+    assert not should_tile(480, 832, 40 * GIB)
+    assert should_tile(480, 832, 2 * GIB)
+
+
+def test_a_tiled_decode_is_the_whole_decode_within_the_stated_tolerance(wan):
+    vae = copy.deepcopy(wan["pipes"][WAN21].vae)
+    with torch.no_grad():
+        for name, weight in vae.named_parameters():
+            if ("resnets" in name and "conv2" in name) or "attentions.0.proj" in name:
+                weight.mul_(0.05)
+        # Smooth latents, as a clip's are.
+        latents = torch.nn.functional.interpolate(
+            torch.randn(1, 32, 2, 2, generator=torch.Generator().manual_seed(0)), size=(8, 8),
+            mode="bilinear").view(1, 16, 2, 8, 8)
+        whole = decode_video_latents(vae, latents, tile=False)
+        tiled = decode_video_latents(vae, latents, tile=True, tile_size=32, tile_overlap=16)
+    assert whole.shape == tiled.shape == (1, 3, 5, 64, 64)
+    difference = (whole - tiled).abs()
+    assert 0 < difference.mean().item() <= TILED_MEAN_TOLERANCE  # tiles did run
+    assert difference.max().item() <= TILED_MAX_TOLERANCE
+    assert not vae.use_tiling  # the shared VAE is left as it was
+
+
+def test_running_out_of_memory_in_the_decode_retries_it_in_tiles(wan, monkeypatch):
+    vae = wan["pipes"][WAN21].vae
+    decode = type(vae).decode
+    calls = []
+
+    def decode_or_oom(self: Any, z: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        calls.append(self.use_tiling)
+        if not self.use_tiling:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        return decode(self, z, *args, **kwargs)
+
+    monkeypatch.setattr(type(vae), "decode", decode_or_oom)
+    latents = torch.randn(1, 16, 2, 4, 4)
+    with torch.no_grad():
+        frames = decode_video_latents(vae, latents)
+    assert calls == [False, True] and frames.shape == (1, 3, 5, 32, 32)
+
+
+def test_latent_decode_of_wan_latents_gives_the_pipelines_frames(wan):
+    prompt = graph(folder_loader(WAN21), decode=True)
+    prompt["7"] = {"class_type": "LatentDecode", "inputs": {
+        "model": ["1", 0], "latent": ["3", 0], "chunk_size": 8, "tile": False,
+        "tile_size": 512, "tile_overlap": 64}}
+    prompt["8"] = {"class_type": "CaptureOutputs", "inputs": {"value": ["7", 0]}}
+    run = run_ok(prompt)
+    assert (run.captured["8"] - run.captured["5"]).abs().max().item() <= 1e-5
+
+
+def options(prompt: dict[str, Any], **chosen: Any) -> dict[str, Any]:
+    settings = {"attention": "sdpa", "compile": False, "step_cache": "off",
+                "cache_threshold": 0.05, **chosen}
+    prompt["9"] = {"class_type": "DiTOptions", "inputs": {"model": ["1", 0], **settings}}
+    prompt["2"]["inputs"]["model"] = ["9", 0]
+    prompt["3"]["inputs"]["model"] = ["9", 0]
+    return prompt
+
+
+def test_sdpa_and_a_cache_that_never_skips_change_nothing(wan):
+    plain = run_ok(graph(folder_loader(WAN21))).captured["4"]["samples"]
+    for chosen in ({"attention": "sdpa"}, {"step_cache": "first_block_cache",
+                                           "cache_threshold": 0.0}):
+        got = run_ok(options(graph(folder_loader(WAN21)), **chosen)).captured["4"]["samples"]
+        assert (got - plain).abs().max().item() <= 1e-6, chosen
+
+
+def test_first_block_cache_skips_the_rest_of_the_network_on_quiet_steps(wan, monkeypatch):
+    """With a threshold every change passes under, the blocks after the first run on the
+    first step only; the clip is still a clip, and the model is uncached afterwards."""
+    from diffusers.models.transformers.transformer_wan import WanTransformerBlock
+
+    forward = WanTransformerBlock.forward
+    calls: list[int] = []
+
+    @functools.wraps(forward)  # the cache's hook reads the block's signature
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(WanTransformerBlock, "forward", counted)
+    plain = run_ok(graph(folder_loader(WAN21), steps=4))
+    full = len(calls)
+    calls.clear()
+    cached = run_ok(options(graph(folder_loader(WAN21), steps=4),
+                            step_cache="first_block_cache", cache_threshold=1.0))
+    assert full == 4 * 2 * 2  # steps x (cond, uncond) x blocks
+    assert len(calls) < full
+    assert torch.isfinite(cached.captured["4"]["samples"]).all()
+    assert (cached.captured["4"]["samples"] - plain.captured["4"]["samples"]).abs().max() > 0
+    calls.clear()
+    run_ok(graph(folder_loader(WAN21), steps=4))  # the cache is off again
+    assert len(calls) == full
+
+
+def test_an_attention_backend_that_is_not_installed_is_a_clear_error(wan):
+    assert "sdpa" in installed_backends()
+    missing = next((b for b in ("flash", "sage", "xformers") if b not in installed_backends()),
+                   None)
+    if missing is None:
+        pytest.skip("every attention backend is installed here")
+    run = run_graph(options(graph(folder_loader(WAN21)), attention=missing))
+    assert run.result.status == "error" and run.result.error["node_id"] == "3"
+    assert "not installed" in run.result.error["exception_message"]
+
+
+def test_compile_compiles_the_repeated_blocks_once(wan, monkeypatch):
+    transformer = wan["pipes"][WAN21].transformer
+    compiled = []
+    monkeypatch.setattr(type(transformer), "compile_repeated_blocks",
+                        lambda self, **kw: compiled.append(kw))
+    for _ in range(2):
+        with accelerated([transformer], Acceleration(compile=True)):
+            pass
+    assert compiled == [{"fullgraph": True}]
+    monkeypatch.delattr(transformer, "_kinema_compiled")
+
+
+def test_fp8_weight_storage_halves_the_memory_and_stays_close(wan):
+    name = f"{WAN21}.safetensors"
+    plain = run_ok(graph(file_loader(WAN21, name))).captured["4"]["samples"]
+    loader = file_loader(WAN21, name)
+    loader["inputs"]["weight_dtype"] = "fp8_e4m3fn"
+    prompt = graph(loader)
+    prompt["6"] = {"class_type": "CaptureOutputs", "inputs": {"value": ["1", 0]}}
+    run = run_ok(prompt)
+    stored = {p.dtype for n, p in run.captured["6"].pipe.transformer.named_parameters()
+              if n.endswith("ffn.net.0.proj.weight")}
+    assert stored == {torch.float8_e4m3fn}
+    got = run.captured["4"]["samples"]
+    assert 0 < (got - plain).abs().max().item() <= 0.25 * plain.abs().max().item()
+
+
+def test_running_out_of_memory_while_denoising_is_reported_and_the_next_prompt_runs(
+        wan, monkeypatch):
+    executor = Executor(registry(), OutputCache(1 << 30))
+    transformer_cls = type(wan["pipes"][WAN21].transformer)
+    forward = transformer_cls.forward
+    failures = [1]
+
+    def forward_or_oom(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if failures:
+            failures.pop()
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 30.00 GiB")
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(transformer_cls, "forward", forward_or_oom)
+    failed = run_graph(graph(folder_loader(WAN21)), executor)
+    assert failed.result.status == "error"
+    assert failed.result.error["node_id"] == "3"
+    assert failed.result.error["node_type"] == "TemporalDenoiser"
+    assert "Out of memory" in failed.result.error["exception_message"]
+    assert len(executor.cache) == 0  # what the prompt held is freed
+    again = run_graph(graph(folder_loader(WAN21)), executor)
+    assert again.result.status == "success"
+    assert tuple(again.captured["4"]["samples"].shape) == (1, 16, 2, 4, 4)
