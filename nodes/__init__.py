@@ -21,6 +21,7 @@ from nodes import (
     keyframe,
     latent,
     loaders,
+    lora,
     primitives,
     synthetic,
     temporal,
@@ -52,7 +53,8 @@ from nodes.primitives import (
 from nodes.temporal import TemporalDenoiser
 
 FAMILIES = (image, image_io, primitives, temporal, loaders, text, keyframe, latent, video_io,
-            synthetic, frame_ops, interpolate, upscale, encode, acceleration)
+            synthetic, frame_ops, interpolate, upscale, encode, acceleration,
+            lora)
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}

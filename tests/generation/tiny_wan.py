@@ -237,3 +237,23 @@ def write_single_files(pipe: WanPipeline, spiece: bytes, models: Path, stem: str
         state["visual_projection.weight"] = torch.randn(CLIP_WIDTH, CLIP_WIDTH)
         (models / "clip_vision").mkdir(parents=True, exist_ok=True)
         save_file(state, models / "clip_vision" / f"{stem}_clip_vision.safetensors")
+
+
+def wan_lora(transformer: WanTransformer3DModel, rank: int = 4, seed: int = 0,
+             ) -> dict[str, torch.Tensor]:
+    """A random LoRA in the original (ComfyUI / musubi-tuner) key layout: lora_down/lora_up and
+    alpha on every attention and feed-forward projection."""
+    generator = torch.Generator().manual_seed(seed)
+    original = original_transformer_state(transformer)
+    state = {}
+    for key, weight in original.items():
+        if not re.match(r"blocks\.\d+\.(self_attn|cross_attn)\.[qkvo]\.weight$|"
+                        r"blocks\.\d+\.ffn\.[02]\.weight$", key):
+            continue
+        stem = "diffusion_model." + key.removesuffix(".weight")
+        out_features, in_features = weight.shape
+        state[f"{stem}.lora_down.weight"] = torch.randn(rank, in_features, generator=generator)
+        state[f"{stem}.lora_up.weight"] = 0.1 * torch.randn(out_features, rank,
+                                                            generator=generator)
+        state[f"{stem}.alpha"] = torch.tensor(float(rank))
+    return state

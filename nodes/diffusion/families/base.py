@@ -131,6 +131,13 @@ class Family:
         raise ModelLoadError(f"{transformer.name} is a whole {self.names[0]} checkpoint, not a "
                              "diffusion model alone: load it with Load Model (Kinema)")
 
+    def load_lora(self, model: ModelBundle, state: StateDict, adapter: str, expert: str,
+                  name: str) -> tuple[str, ...]:
+        """Load a LoRA into the model as adapter ``adapter`` (once); the names of the
+        components that carry it (``expert`` picks among a family's experts)."""
+        raise ValueError(f"{name}: LoRAs on {model.family} models are not supported; Kinema "
+                         "applies LoRAs to the diffusion-transformer families (Wan)")
+
     # --- generating ----------------------------------------------------------------------
 
     def encode_text(self, model: ModelBundle, prompt: str, negative_prompt: str,

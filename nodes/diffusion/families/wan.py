@@ -51,6 +51,7 @@ from nodes.diffusion.families.base import (
     scheduler_from,
     text_conditioning,
 )
+from nodes.diffusion.loras import LORAS, lora_weights
 from nodes.diffusion.model_files import (
     CLIP_VISION_DIR,
     DIFFUSION_MODELS_DIR,
@@ -177,6 +178,24 @@ class Wan(Family):
             return WanImageToVideoPipeline(**parts)
         return WanPipeline(**parts)
 
+    def load_lora(self, model: ModelBundle, state: StateDict, adapter: str, expert: str,
+                  name: str) -> tuple[str, ...]:
+        pipe = model.pipe
+        targets = ("transformer",)
+        if pipe.transformer_2 is not None:
+            targets = {"both": ("transformer", "transformer_2"), "high_noise": ("transformer",),
+                       "low_noise": ("transformer_2",)}[expert]
+        for target in targets:
+            if adapter in (getattr(getattr(pipe, target), "peft_config", None) or {}):
+                continue  # loaded by an earlier run: the cached model keeps its adapters
+            try:
+                pipe.load_lora_weights(dict(state), adapter_name=adapter,
+                                       load_into_transformer_2=target == "transformer_2")
+            except (ValueError, KeyError, RuntimeError) as exc:
+                raise ModelLoadError(f"{name} is not a LoRA for this Wan model ({exc}); put "
+                                     f"Wan LoRAs in models/loras/") from exc
+        return targets
+
     def encode_text(self, model: ModelBundle, prompt: str, negative_prompt: str,
                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         # As WanPipeline.__call__ encodes: 512 tokens, the negative always (cfg is chosen later).
@@ -235,7 +254,10 @@ class Wan(Family):
                     generator=s.generator(), callback_on_step_end=step_callback())
         windows = self.context_windows(pipe, s)
         experts = [m for m in (pipe.transformer, pipe.transformer_2) if m is not None]
-        with accelerated(experts, model.details.get(KINEMA_ACCELERATION)):
+        modules = {"transformer": pipe.transformer, "transformer_2": pipe.transformer_2}
+        loras = model.details.get(LORAS, [])
+        with accelerated(experts, model.details.get(KINEMA_ACCELERATION)), lora_weights(
+                {k: v for k, v in modules.items() if v is not None}, loras):
             if keyframe is not None:
                 if windows is not None:
                     raise ValueError(f"image-to-video makes at most "
