@@ -23,7 +23,7 @@ from tests.generation.workspace import registry, run_graph
 
 TOLERANCE = 1e-4
 PROMPT, NEGATIVE = "a cat walks on the beach", "blurry"
-WAN21, WAN22, I2V = "tiny-wan", "tiny-wan22", "tiny-wan-i2v"
+WAN21, WAN22, I2V, TI2V = "tiny-wan", "tiny-wan22", "tiny-wan-i2v", "tiny-wan22-ti2v"
 SINGLE_FILES = {"fp32": f"{WAN21}.safetensors", "fp16": f"{WAN21}_comfy_fp16.safetensors",
                 "fp8_scaled": f"{WAN21}_fp8_scaled.safetensors"}
 
@@ -37,7 +37,8 @@ def wan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     spiece = tiny_wan.spiece_model()
     pipes = {WAN21: tiny_wan.build_wan_pipeline(base / "work"),
              WAN22: tiny_wan.build_wan_pipeline(base / "work22", two_experts=True, seed=1),
-             I2V: tiny_wan.build_wan_pipeline(base / "work-i2v", image_to_video=True, seed=2)}
+             I2V: tiny_wan.build_wan_pipeline(base / "work-i2v", image_to_video=True, seed=2),
+             TI2V: tiny_wan.build_wan_pipeline(base / "work-ti2v", ti2v=True, seed=3)}
     for stem, pipe in pipes.items():
         pipe.save_pretrained(folders.models / "diffusers" / stem)
         tiny_wan.write_single_files(pipe, spiece, folders.models, stem)
@@ -295,3 +296,25 @@ def test_a_keyframe_on_a_text_to_video_model_is_refused(wan):
     run = run_graph(with_keyframe(graph(folder_loader(WAN21))))
     assert run.result.status == "error"
     assert "disconnect the keyframe" in run.result.error["exception_message"]
+
+
+def test_wan22_ti2v_makes_video_from_text_and_from_a_keyframe(wan):
+    """TI2V-5B's layout: 48-channel residual VAE (wan2.2_vae.safetensors), a timestep per
+    token; text → video through WanPipeline, keyframe → video through
+    WanImageToVideoPipeline, from the folder and from ComfyUI's single files."""
+    from diffusers import WanImageToVideoPipeline
+    from PIL import Image
+
+    pipe = wan["pipes"][TI2V]
+    files = file_loader(TI2V, f"{TI2V}.safetensors")
+    want = reference(pipe)
+    assert_same(run_ok(graph(folder_loader(TI2V))), *want)
+    assert_same(run_ok(graph(files)), *want)
+    image = keyframe_image(torch.from_numpy(np.asarray(Image.open(
+        wan["folders"].input / "keyframe.png"), dtype=np.float32) / 255)[None])
+    image_pipe = WanImageToVideoPipeline(**{k: v for k, v in pipe.components.items()},
+                                         boundary_ratio=None, expand_timesteps=True)
+    image_pipe.set_progress_bar_config(disable=True)
+    want = reference(image_pipe, image=image)
+    assert_same(run_ok(with_keyframe(graph(folder_loader(TI2V)))), *want)
+    assert_same(run_ok(with_keyframe(graph(file_loader(TI2V, f"{TI2V}.safetensors")))), *want)

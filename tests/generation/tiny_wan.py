@@ -11,6 +11,7 @@ checked by converting back, so the files are what diffusers (and ComfyUI) read.
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -64,9 +65,10 @@ def tokenizer(spiece: bytes, folder: Path) -> T5Tokenizer:
 
 
 def build_wan_pipeline(work: Path, *, two_experts: bool = False, seed: int = 0,
-                       image_to_video: bool = False) -> WanPipeline:
+                       image_to_video: bool = False, ti2v: bool = False) -> WanPipeline:
     """Tiny Wan 2.1 T2V; Wan 2.2 A14B-like with ``two_experts``; Wan 2.1 I2V (36 input
-    channels, CLIP vision features through extra k/v) with ``image_to_video``."""
+    channels, CLIP vision features through extra k/v) with ``image_to_video``; Wan 2.2
+    TI2V-5B-like (48-channel residual VAE, a timestep per token) with ``ti2v``."""
     torch.manual_seed(seed)
     tok = tokenizer(spiece_model(), work / "spiece")
     encoder = UMT5EncoderModel(UMT5Config(
@@ -76,21 +78,31 @@ def build_wan_pipeline(work: Path, *, two_experts: bool = False, seed: int = 0,
 
     image = dict(in_channels=36, image_dim=CLIP_WIDTH, added_kv_proj_dim=128) if (
         image_to_video) else dict(in_channels=16)
+    channels = 48 if ti2v else 16
+    if ti2v:
+        image = dict(in_channels=48)
 
     def transformer() -> WanTransformer3DModel:
         # One 128-wide head: every Wan model's head width, which the loader assumes.
         return WanTransformer3DModel(num_attention_heads=1, attention_head_dim=128,
-                                     out_channels=16, text_dim=TEXT_WIDTH, freq_dim=32,
+                                     out_channels=channels, text_dim=TEXT_WIDTH, freq_dim=32,
                                      ffn_dim=64, num_layers=2, **image)
 
     high = transformer()
     low = transformer() if two_experts else None
-    vae = AutoencoderKLWan(base_dim=8)
+    if ti2v:
+        statistics = json.loads((CONFIGS / "wan" / "vae22" / "config.json").read_text())
+        statistics.pop("_class_name")
+        vae = AutoencoderKLWan(base_dim=8, decoder_base_dim=8, z_dim=48, in_channels=12,
+                               out_channels=12, patch_size=2, scale_factor_spatial=16,
+                               **statistics)
+    else:
+        vae = AutoencoderKLWan(base_dim=8)
     scheduler = UniPCMultistepScheduler.from_pretrained(str(CONFIGS / "wan"),
                                                         subfolder="scheduler")
     parts = dict(tokenizer=tok, text_encoder=encoder.eval(), vae=vae.eval(), scheduler=scheduler,
                  transformer=high.eval(), transformer_2=low.eval() if low is not None else None,
-                 boundary_ratio=0.875 if two_experts else None)
+                 boundary_ratio=0.875 if two_experts else None, expand_timesteps=ti2v)
     if image_to_video:
         vision = CLIPVisionModel(CLIPVisionConfig(
             hidden_size=CLIP_WIDTH, intermediate_size=128, num_hidden_layers=2,
@@ -167,8 +179,28 @@ def original_vae_state(vae: AutoencoderKLWan) -> dict[str, torch.Tensor]:
             return f"{head}.upsamples.{4 * int(m.group(1)) + 3}.{m.group(2)}"
         return key
 
-    state = {rename(k): v.detach().clone() for k, v in vae.state_dict().items()}
-    _check_inverse(state, vae.state_dict(), convert_wan_vae_to_diffusers)
+    def rename22(key: str) -> str:
+        """Wan 2.2's nested blocks: resamplers after 2 encoder / 3 decoder resnets."""
+        if m := re.match(r"(encoder|decoder)\.(down|up)_blocks\.(\d)\.resnets\.(\d)\.(.+)$",
+                         key):
+            side, way, block, index, rest = m.groups()
+            return f"{side}.{way}samples.{block}.{way}samples.{index}.{_resnet_part(rest, resnet)}"
+        if m := re.match(r"(encoder|decoder)\.(down|up)_blocks\.(\d)\.(?:down|up)sampler\.(.+)$",
+                         key):
+            side, way, block, rest = m.groups()
+            return f"{side}.{way}samples.{block}.{way}samples.{2 if way == 'down' else 3}.{rest}"
+        return rename(key)
+
+    residual = vae.config.is_residual
+    state = {(rename22 if residual else rename)(k): v.detach().clone()
+             for k, v in vae.state_dict().items()}
+    if residual:
+        from nodes.diffusion.families.wan import wan22_vae_block_name
+
+        _check_inverse(state, vae.state_dict(), lambda s: convert_wan_vae_to_diffusers(
+            {wan22_vae_block_name(k): v for k, v in s.items()}))
+    else:
+        _check_inverse(state, vae.state_dict(), convert_wan_vae_to_diffusers)
     return state
 
 

@@ -19,7 +19,7 @@ import torch
 from nodes.diffusion.bundle import Conditioning, ModelBundle, MotionModule
 from nodes.diffusion.model_files import DIFFUSERS_DIR, FOLDER_FAMILIES, ModelLoadError, read_json
 from nodes.diffusion.schedulers import DEFAULT
-from nodes.diffusion.weights import StateDict
+from nodes.diffusion.weights import StateDict, check_fully_loaded
 from nodes.diffusion.windows import ContextWindows
 
 Shapes = Mapping[str, tuple[int, ...]]
@@ -188,6 +188,24 @@ class Family:
     def decode(self, video: VideoLatents, chunk: int) -> torch.Tensor:
         """The pipeline's own decode, ``chunk`` frames at a time (0: all); ``[B,C,F,H,W]``."""
         return video.pipe.decode_latents(video.latents, chunk or video.latents.shape[2])
+
+
+def fill_model(model: Any, state: StateDict, dtype: torch.dtype, name: str, what: str,
+               where: str) -> Any:
+    """Put converted weights into a model built on the meta device, in ``dtype`` except the
+    modules diffusers keeps in float32 (norms, time embedding), as its ``from_pretrained``."""
+    keep = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
+    weights = {}
+    for key, value in state.items():
+        fp32 = value.is_floating_point() and any(part in keep for part in key.split("."))
+        weights[key] = value.to(torch.float32 if fp32 and dtype != torch.float32 else dtype)
+    hint = f"Expected a complete {what} file in {where}."
+    _, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+    if unexpected:
+        raise ModelLoadError(f"{name}: weights the {what} does not have "
+                             f"({', '.join(sorted(unexpected)[:3])}). {hint}")
+    check_fully_loaded(model, what, name, hint)
+    return model.eval()
 
 
 def scheduler_from(root: Path) -> Any:

@@ -19,6 +19,7 @@ at or above ``boundary_ratio`` x 1000, the low-noise one after.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from nodes.diffusion.families.base import (
     Shapes,
     VideoLatents,
     VideoSettings,
+    fill_model,
     no_motion,
     quiet,
     scheduler_from,
@@ -58,13 +60,14 @@ from nodes.diffusion.model_files import (
     TEXT_ENCODERS_DIR,
     VAE_DIR,
     ModelLoadError,
+    read_json,
     shipped_config,
 )
 from nodes.diffusion.progress import step_callback
 from nodes.diffusion.schedulers import make_flow_scheduler
 from nodes.diffusion.t5_encoders import load_t5_encoder, load_t5_tokenizer
 from nodes.diffusion.video_vae import decode_video_latents
-from nodes.diffusion.weights import StateDict, check_fully_loaded, shapes_of
+from nodes.diffusion.weights import StateDict, shapes_of
 from nodes.diffusion.windows import ContextWindows, denoise_wan
 
 COMFY_PREFIX = "model.diffusion_model."
@@ -81,7 +84,9 @@ WINDOW_FRAMES = 81
 BOUNDARY_T2V, BOUNDARY_I2V = 0.875, 0.9
 I2V_CHANNELS = 36  # 16 noise + 4 mask + 16 image latent channels
 TI2V_CHANNELS = 48  # Wan 2.2 TI2V-5B: the 48-channel VAE's latents
-WAN21_Z_DIM = 16
+WAN22_VAE_MARKER = "encoder.downsamples.0.downsamples.0.residual.0.gamma"
+DIM_MULT_LAST = 4  # AutoencoderKLWan's dim_mult [1, 2, 4, 4]: the decoder starts 4x wide
+VAE_DOWNSAMPLING = 8  # three 2x spatial downsamplings
 BLOCK = re.compile(r"blocks\.(\d+)\.")
 
 
@@ -115,6 +120,43 @@ def transformer_config(shapes: Shapes) -> dict[str, Any]:
 def vae_config(shapes: Shapes) -> dict[str, Any]:
     """``AutoencoderKLWan``'s config (Wan 2.1's VAE at any width) from the shapes."""
     return dict(base_dim=shapes["encoder.conv1.weight"][0], z_dim=shapes["conv2.weight"][0])
+
+
+def wan22_vae_config(shapes: Shapes) -> dict[str, Any]:
+    """Wan 2.2's residual VAE (TI2V-5B's, 48 channels, 16x spatial): sizes from the shapes,
+    the latent statistics and the residual layout from the shipped config."""
+    shipped = read_json(shipped_config(WAN) / "vae22" / "config.json")
+    shipped.pop("_class_name")
+    in_channels = shapes["encoder.conv1.weight"][1]  # RGB patchified: 3 x patch x patch
+    patch = math.isqrt(in_channels // 3)
+    return dict(shipped, base_dim=shapes["encoder.conv1.weight"][0],
+                decoder_base_dim=shapes["decoder.conv1.weight"][0] // DIM_MULT_LAST,
+                z_dim=shapes["conv2.weight"][0], in_channels=in_channels,
+                out_channels=shapes["decoder.head.2.weight"][0], patch_size=patch,
+                scale_factor_spatial=patch * VAE_DOWNSAMPLING)
+
+
+# Wan 2.2's VAE nests its resnets and resamplers one level deeper than 2.1's; the middle,
+# head and quant convs are named alike, so after this renaming diffusers' 2.1 conversion
+# handles the rest (and keeps the already-renamed keys).
+RESNET_PARTS = {"residual.0.gamma": "norm1.gamma", "residual.2.weight": "conv1.weight",
+                "residual.2.bias": "conv1.bias", "residual.3.gamma": "norm2.gamma",
+                "residual.6.weight": "conv2.weight", "residual.6.bias": "conv2.bias",
+                "shortcut.weight": "conv_shortcut.weight", "shortcut.bias": "conv_shortcut.bias"}
+NESTED_BLOCK = re.compile(r"(encoder|decoder)\.(down|up)samples\.(\d+)\.(?:down|up)samples\."
+                          r"(\d+)\.(.+)$")
+
+
+def wan22_vae_block_name(key: str) -> str:
+    """A Wan 2.2 VAE key's diffusers name, for the nested down/up blocks (others unchanged)."""
+    match = NESTED_BLOCK.match(key)
+    if match is None:
+        return key
+    side, way, block, index, rest = match.groups()
+    blocks = f"{side}.{way}_blocks.{block}"
+    if rest in RESNET_PARTS:
+        return f"{blocks}.resnets.{index}.{RESNET_PARTS[rest]}"
+    return f"{blocks}.{way}sampler.{rest}"  # resample.* and time_conv.*
 
 
 class Wan(Family):
@@ -308,7 +350,7 @@ def _transformer(part: ComponentFile, dtype: torch.dtype) -> WanTransformer3DMod
                              f"incomplete. Download it again into {DIFFUSION_MODELS_DIR}") from None
     with init_empty_weights():
         model = WanTransformer3DModel(**config)
-    return _fill(model, convert_wan_transformer_to_diffusers(dict(state)), dtype, part.name,
+    return fill_model(model, convert_wan_transformer_to_diffusers(dict(state)), dtype, part.name,
                  "Wan diffusion model", DIFFUSION_MODELS_DIR)
 
 
@@ -316,34 +358,15 @@ def _vae(part: ComponentFile, dtype: torch.dtype) -> AutoencoderKLWan:
     shapes = shapes_of(part.state)
     if "decoder.middle.0.residual.0.gamma" not in shapes or "conv2.weight" not in shapes:
         raise ModelLoadError(f"{part.name} is not a Wan VAE (expected the original layout of "
-                             f"wan_2.1_vae.safetensors) in {VAE_DIR}")
-    config = vae_config(shapes)
-    if config["z_dim"] != WAN21_Z_DIM:
-        raise ModelLoadError(f"{part.name} is a {config['z_dim']}-channel VAE (Wan 2.2's); "
-                             f"Kinema reads it from the Wan2.2-TI2V-5B diffusers folder's vae/ "
-                             f"for now, not as a single file")
+                             f"wan_2.1_vae.safetensors or wan2.2_vae.safetensors) in {VAE_DIR}")
+    if WAN22_VAE_MARKER in shapes:
+        config, state = wan22_vae_config(shapes), convert_wan_vae_to_diffusers(
+            {wan22_vae_block_name(k): v for k, v in part.state.items()})
+    else:
+        config, state = vae_config(shapes), convert_wan_vae_to_diffusers(part.state)
     with init_empty_weights():
         model = AutoencoderKLWan(**config)
-    return _fill(model, convert_wan_vae_to_diffusers(part.state), dtype, part.name, "Wan VAE",
-                 VAE_DIR)
-
-
-def _fill(model: Any, state: StateDict, dtype: torch.dtype, name: str, what: str,
-          where: str) -> Any:
-    """Put converted weights into a model built on the meta device, in ``dtype`` except the
-    modules diffusers keeps in float32 (norms, time embedding), as its ``from_pretrained``."""
-    keep = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
-    weights = {}
-    for key, value in state.items():
-        fp32 = value.is_floating_point() and any(part in keep for part in key.split("."))
-        weights[key] = value.to(torch.float32 if fp32 and dtype != torch.float32 else dtype)
-    hint = f"Expected a complete {what} file in {where}."
-    _, unexpected = model.load_state_dict(weights, strict=False, assign=True)
-    if unexpected:
-        raise ModelLoadError(f"{name}: weights the {what} does not have "
-                             f"({', '.join(sorted(unexpected)[:3])}). {hint}")
-    check_fully_loaded(model, what, name, hint)
-    return model.eval()
+    return fill_model(model, state, dtype, part.name, "Wan VAE", VAE_DIR)
 
 
 FAMILY = Wan()
