@@ -97,9 +97,10 @@ class KinemaModelLoader:
     DESCRIPTION = ("Loads a model from your models folder, offline: a single-file Stable "
                    "Diffusion 1.x/2.x checkpoint (.safetensors, or .pth/.ckpt) from "
                    "models/checkpoints/, or a diffusers folder (SD, ModelScope/Zeroscope, "
-                   "AnimateDiff, Stable Video Diffusion, Wan 2.1/2.2) from "
-                   "models/diffusers/<name>/. The family is detected from the weights. Wan's "
-                   "single files load with Load DiT Video Model.")
+                   "AnimateDiff, Stable Video Diffusion, Wan 2.1/2.2, LTX-Video, CogVideoX, "
+                   "HunyuanVideo) from "
+                   "models/diffusers/<name>/. The family is detected from the weights. "
+                   "ComfyUI's single files of those load with Load DiT Video Model.")
     CATEGORY = "kinema/loaders"
     RETURN_TYPES = (KINEMA_MODEL,)
     RETURN_NAMES = ("model",)
@@ -175,19 +176,34 @@ class MotionAdapterLoader:
 
 
 NONE = "none"
-COMPONENT_KINDS = {"diffusion_model": ("diffusion_models", DIFFUSION_MODELS_DIR),
-                   "text_encoder": ("text_encoders", TEXT_ENCODERS_DIR),
-                   "vae": ("vae", VAE_DIR),
-                   "diffusion_model_2": ("diffusion_models", DIFFUSION_MODELS_DIR),
-                   "clip_vision": ("clip_vision", CLIP_VISION_DIR)}
-OPTIONAL_COMPONENTS = ("diffusion_model_2", "clip_vision")
+# Input → (the model kinds it lists, in order; where the user puts the file). Checkpoints are
+# listed for the diffusion model and VAE too: LTX-Video ships both in one file there.
+COMPONENT_KINDS = {
+    "diffusion_model": (("diffusion_models", CHECKPOINTS), DIFFUSION_MODELS_DIR),
+    "text_encoder": (("text_encoders",), TEXT_ENCODERS_DIR),
+    "vae": (("vae", CHECKPOINTS), VAE_DIR),
+    "diffusion_model_2": (("diffusion_models",), DIFFUSION_MODELS_DIR),
+    "clip_vision": (("clip_vision",), CLIP_VISION_DIR),
+    "text_encoder_2": (("text_encoders",), TEXT_ENCODERS_DIR)}
+OPTIONAL_COMPONENTS = ("diffusion_model_2", "clip_vision", "text_encoder_2")
 # ComfyUI's UNETLoader names: fp8 keeps the diffusion model's weights in 8 bits (half the memory
 # of bf16), each layer cast up to the compute dtype when it runs.
 WEIGHT_DTYPES = ("default", "fp8_e4m3fn")
 
 
+def _component_files(input_name: str) -> list[str]:
+    folders = active_folders()
+    kinds = COMPONENT_KINDS[input_name][0]
+    return list(dict.fromkeys(name for kind in kinds for name in folders.model_files(kind)))
+
+
 def _component_path(input_name: str, name: str) -> Path | None:
-    return active_folders().model_path(COMPONENT_KINDS[input_name][0], name)
+    folders = active_folders()
+    for kind in COMPONENT_KINDS[input_name][0]:
+        path = folders.model_path(kind, name)
+        if path is not None and path.is_file():
+            return path
+    return None
 
 
 class DiTModelLoader:
@@ -199,7 +215,8 @@ class DiTModelLoader:
                    "(or unet/), its text encoder from models/text_encoders/ (or clip/) and its "
                    "VAE from models/vae/; original or ComfyUI layout, fp16/bf16/fp8/fp8-scaled. "
                    "The architecture is read from the weights. Wan 2.2 A14B: the high-noise "
-                   "expert as diffusion_model, the low-noise one as diffusion_model_2. Diffusers "
+                   "expert as diffusion_model, the low-noise one as diffusion_model_2. "
+                   "HunyuanVideo: its Llama as text_encoder, CLIP-L as text_encoder_2. Diffusers "
                    "folders load with Load Model (Kinema).")
     CATEGORY = "kinema/loaders"
     RETURN_TYPES = (KINEMA_MODEL,)
@@ -208,14 +225,13 @@ class DiTModelLoader:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        folders = active_folders()
-
         def files(input_name: str, tooltip: str) -> tuple:
-            kind, where = COMPONENT_KINDS[input_name]
-            return _combo(folders.model_files(kind), f"{tooltip} A file in {where}.")
+            return _combo(_component_files(input_name),
+                          f"{tooltip} A file in {COMPONENT_KINDS[input_name][1]}.")
 
-        second = [NONE, *folders.model_files("diffusion_models")]
-        vision = [NONE, *folders.model_files("clip_vision")]
+        second = [NONE, *_component_files("diffusion_model_2")]
+        vision = [NONE, *_component_files("clip_vision")]
+        encoders = [NONE, *_component_files("text_encoder_2")]
         return {"required": {
             "diffusion_model": files("diffusion_model", "The diffusion transformer (Wan 2.2 "
                                      "A14B: the high-noise expert)."),
@@ -234,14 +250,18 @@ class DiTModelLoader:
             "clip_vision": (vision, {"default": NONE, "tooltip": (
                 f"Wan 2.1 image-to-video: the CLIP vision encoder (clip_vision_h) in "
                 f"{CLIP_VISION_DIR}; none otherwise.")}),
+            "text_encoder_2": (encoders, {"default": NONE, "tooltip": (
+                f"HunyuanVideo: CLIP-L (clip_l) in {TEXT_ENCODERS_DIR}, beside its Llama "
+                "(llava_llama3_*) as text_encoder; none for single-encoder families.")}),
         }}
 
     @classmethod
     def VALIDATE_INPUTS(cls, diffusion_model: str, text_encoder: str, vae: str,
                         diffusion_model_2: str = NONE, clip_vision: str = NONE,
-                        weight_dtype: str = "default") -> bool | str:
+                        weight_dtype: str = "default", text_encoder_2: str = NONE) -> bool | str:
         chosen = {"diffusion_model": diffusion_model, "text_encoder": text_encoder, "vae": vae,
-                  "diffusion_model_2": diffusion_model_2, "clip_vision": clip_vision}
+                  "diffusion_model_2": diffusion_model_2, "clip_vision": clip_vision,
+                  "text_encoder_2": text_encoder_2}
         for input_name, name in chosen.items():
             if input_name in OPTIONAL_COMPONENTS and name == NONE:
                 continue
@@ -253,19 +273,21 @@ class DiTModelLoader:
     @classmethod
     def IS_CHANGED(cls, diffusion_model: str, text_encoder: str, vae: str,
                    diffusion_model_2: str = NONE, clip_vision: str = NONE,
-                   weight_dtype: str = "default") -> str:
+                   weight_dtype: str = "default", text_encoder_2: str = NONE) -> str:
         chosen = {"diffusion_model": diffusion_model, "text_encoder": text_encoder, "vae": vae,
-                  "diffusion_model_2": diffusion_model_2, "clip_vision": clip_vision}
+                  "diffusion_model_2": diffusion_model_2, "clip_vision": clip_vision,
+                  "text_encoder_2": text_encoder_2}
         return "|".join(_stamp(_component_path(k, v)) for k, v in chosen.items() if v != NONE)
 
     def load(self, diffusion_model: str, text_encoder: str, vae: str,
              diffusion_model_2: str = NONE, clip_vision: str = NONE,
-             weight_dtype: str = "default") -> tuple[ModelBundle]:
+             weight_dtype: str = "default", text_encoder_2: str = NONE) -> tuple[ModelBundle]:
         problem = self.VALIDATE_INPUTS(diffusion_model, text_encoder, vae, diffusion_model_2,
-                                       clip_vision)
+                                       clip_vision, text_encoder_2=text_encoder_2)
         if problem is not True:
             raise ModelLoadError(problem)
-        names = (diffusion_model, text_encoder, vae, diffusion_model_2, clip_vision)
+        names = (diffusion_model, text_encoder, vae, diffusion_model_2, clip_vision,
+                 text_encoder_2)
         paths = [None if name == NONE else _component_path(input_name, name)
                  for input_name, name in zip(COMPONENT_KINDS, names, strict=True)]
         # diffusers loads when the node runs, not with the nodes (nodes/diffusion/__init__.py).
@@ -282,5 +304,5 @@ NODE_CLASS_MAPPINGS = {
 NODE_DISPLAY_NAME_MAPPINGS = {
     "KinemaModelLoader": "Load Model (Kinema)",
     "MotionAdapterLoader": "Load Motion Adapter (AnimateDiff)",
-    "DiTModelLoader": "Load DiT Video Model (Wan)",
+    "DiTModelLoader": "Load DiT Video Model (Wan, LTX, CogVideoX ...)",
 }

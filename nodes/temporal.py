@@ -39,9 +39,11 @@ class TemporalDenoiser:
     - ModelScope / Zeroscope (UNet3D): text conditioning (+ an optional keyframe) → clip.
     - Stable Diffusion 1.x + a motion adapter (AnimateDiff): text conditioning (+ an optional
       keyframe) → clip.
-    - Wan 2.1 / 2.2 (diffusion transformers, flow matching): text conditioning → clip of up to
-      81 frames (4k+1; others are rounded as WanPipeline rounds them), 832x480 by default;
-      samplers default (its UniPC), euler, unipc, dpmpp_2m, with ``shift``.
+    - The diffusion transformers (``nodes/diffusion/families/``): Wan 2.1 / 2.2 (text, or a
+      keyframe with I2V and TI2V models; 4k+1 frames, 832x480 by default, windows past 81),
+      LTX-Video (8k+1 frames), CogVideoX (T2V, I2V), HunyuanVideo (``cfg`` is its embedded
+      guidance). Flow-matching samplers: default (the model's own), euler, unipc, dpmpp_2m
+      where the pipeline allows, with ``shift``.
     - Stable Video Diffusion / SVD-XT: keyframe → clip (fps, motion bucket, noise
       augmentation); it keeps its own Euler sampler, so ``scheduler`` does not apply. Its
       guidance rises linearly from ``min_cfg`` on the first frame to ``cfg`` on the last
@@ -65,12 +67,12 @@ class TemporalDenoiser:
     ``decode`` is on (an empty batch otherwise).
     """
 
-    DESCRIPTION = ("Turns text (Wan 2.1/2.2, ModelScope/Zeroscope, or SD 1.x + a motion adapter) "
-                   "or a keyframe "
-                   "(Stable Video Diffusion) into a video clip. With text-to-video models a "
-                   "keyframe anchors frame 0 (the model must be trained for it, as Kinema-Tiny "
-                   "is). Long clips are denoised in overlapping context windows with blended "
-                   "seams.")
+    DESCRIPTION = ("Turns text (Wan 2.1/2.2, LTX-Video, CogVideoX, HunyuanVideo, "
+                   "ModelScope/Zeroscope, or SD 1.x + a motion adapter) or a keyframe (Wan "
+                   "I2V/TI2V, LTX-Video, CogVideoX I2V, Stable Video Diffusion) into a video "
+                   "clip. With UNet text-to-video models a keyframe anchors frame 0 (the model "
+                   "must be trained for it, as Kinema-Tiny is). Long clips are denoised in "
+                   "overlapping context windows with blended seams.")
     CATEGORY = "kinema/video"
     RETURN_TYPES = ("LATENT", "IMAGE")
     RETURN_NAMES = ("latent", "frames")
@@ -155,7 +157,7 @@ class TemporalDenoiser:
             images = decode_video(video, decode_chunk_size)
         else:
             h, w = samples.shape[-2:]
-            scale = video.pipe.vae_scale_factor
+            scale = video.pipe.video_processor.config.vae_scale_factor
             images = torch.zeros(0, h * scale, w * scale, 3)
         return ({"samples": samples}, images)
 

@@ -14,9 +14,11 @@ def encode_text(model: ModelBundle, prompt: str, negative_prompt: str) -> Condit
     # The family is a heavy module (diffusers), loaded when the node runs.
     from nodes.diffusion.families import family_of
 
-    prompt_embeds, negative_embeds = family_of(model).encode_text(model, prompt, negative_prompt)
+    # (prompt, negative) embeddings, and a dict of extras where the family's model reads more.
+    prompt_embeds, negative_embeds, *extras = family_of(model).encode_text(
+        model, prompt, negative_prompt)
     return Conditioning(model.family, model.source, prompt, negative_prompt,
-                        prompt_embeds, negative_embeds)
+                        prompt_embeds, negative_embeds, extras[0] if extras else {})
 
 
 class KinemaTextEncode:

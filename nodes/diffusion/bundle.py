@@ -16,6 +16,9 @@ KINEMA_CONDITIONING = "KINEMA_CONDITIONING"
 # Families Kinema knows; the loaders detect them from the weights' keys.
 SD1, SD2, MODELSCOPE, ANIMATEDIFF, SVD = "sd1", "sd2", "modelscope", "animatediff", "svd"
 WAN = "wan"
+HUNYUAN = "hunyuan_video"
+LTX = "ltx"
+COGVIDEOX = "cogvideox"
 
 
 @dataclass
@@ -50,10 +53,12 @@ class Conditioning:
     negative_prompt: str
     prompt_embeds: torch.Tensor
     negative_prompt_embeds: torch.Tensor | None
+    # What else the model reads with the embeddings (LTX-Video: the attention masks), by name.
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
-        tensors = [self.prompt_embeds, self.negative_prompt_embeds]
+        tensors = [self.prompt_embeds, self.negative_prompt_embeds, *self.extras.values()]
         return sum(t.element_size() * t.nelement() for t in tensors if t is not None)
 
 

@@ -6,6 +6,7 @@ Nothing is ever fetched from a hub: every diffusers call passes ``local_files_on
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -58,21 +59,29 @@ def load_model(path: Path, name: str) -> ModelBundle:
 
 def load_component_model(diffusion_model: Path, text_encoder: Path, vae: Path,
                          diffusion_model_2: Path | None, clip_vision: Path | None,
-                         names: tuple[str, ...], fp8_storage: bool = False) -> ModelBundle:
+                         text_encoder_2: Path | None, names: tuple[str, ...],
+                         fp8_storage: bool = False) -> ModelBundle:
     """A diffusion transformer kept as ComfyUI keeps it, one file per component, → a
     ModelBundle; ``names`` are the files' names as picked (for the messages). With
     ``fp8_storage`` the diffusion model(s) keep their weights in fp8, computed in ``dtype``."""
     device = inference_device()
     dtype = inference_dtype(device)
-    paths = (diffusion_model, text_encoder, vae, diffusion_model_2, clip_vision)
+    paths = (diffusion_model, text_encoder, vae, diffusion_model_2, clip_vision, text_encoder_2)
     wheres = (DIFFUSION_MODELS_DIR, TEXT_ENCODERS_DIR, VAE_DIR, DIFFUSION_MODELS_DIR,
-              CLIP_VISION_DIR)
+              CLIP_VISION_DIR, TEXT_ENCODERS_DIR)
     parts = [None if path is None else
              ComponentFile(dequantize_fp8(read_state_dict(path, where), dtype), name)
              for path, where, name in zip(paths, wheres, names, strict=True)]
     family, name_of_family = checkpoint_family(names[0], shapes_of(parts[0].state))
-    # Only families with an image encoder take one (and only then is it passed).
-    extra = {"clip_vision": parts[4]} if parts[4] is not None else {}
+    # Only families with an image encoder or a second text encoder take one (and only then is
+    # it passed); another family refuses it by name rather than with a TypeError.
+    extra = {key: part for key, part in (("clip_vision", parts[4]), ("text_encoder_2", parts[5]))
+             if part is not None}
+    takes = inspect.signature(family.load_parts).parameters
+    for key, part in extra.items():
+        if key not in takes:
+            raise ModelLoadError(f"{names[0]} is a {name_of_family} model, which has no "
+                                 f"{key}: set {key} to none ({part.name} was given)")
     pipe = family.load_parts(*parts[:4], dtype, **extra)
     if fp8_storage:
         for name, part in pipe.components.items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nodes.diffusion.bundle import ModelBundle
-from nodes.diffusion.families import animatediff, modelscope, sd, svd, wan
+from nodes.diffusion.families import animatediff, cogvideox, hunyuan, ltx, modelscope, sd, svd, wan
 from nodes.diffusion.families.base import Family, Shapes
 from nodes.diffusion.model_files import (
     CHECKPOINTS_DIR,
@@ -24,7 +24,7 @@ from nodes.diffusion.model_files import (
 # Asked in this order: a family that refuses a file it recognises (SVD's single files, motion
 # modules) comes before one whose keys it shares.
 FAMILIES: tuple[Family, ...] = (svd.FAMILY, animatediff.FAMILY, sd.FAMILY, modelscope.FAMILY,
-                                wan.FAMILY)
+                                wan.FAMILY, cogvideox.FAMILY, ltx.FAMILY, hunyuan.FAMILY)
 _BY_NAME = {name: family for family in FAMILIES for name in family.names}
 _BY_PIPELINE = {cls: family for family in FAMILIES for cls in family.pipelines}
 

@@ -23,6 +23,8 @@ from nodes.diffusion.weights import StateDict, check_fully_loaded
 from nodes.diffusion.windows import ContextWindows
 
 Shapes = Mapping[str, tuple[int, ...]]
+# ComfyUI saves a diffusion model's weights under this prefix; the original releases do not.
+COMFY_PREFIX = "model.diffusion_model."
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,13 @@ class ComponentFile:
 
     state: StateDict
     name: str
+
+
+def strip_prefix(state: StateDict) -> StateDict:
+    """A diffusion model's weights without ComfyUI's ``model.diffusion_model.`` prefix."""
+    if any(k.startswith(COMFY_PREFIX) for k in state):
+        return {k.removeprefix(COMFY_PREFIX): v for k, v in state.items()}
+    return state
 
 
 def key_prefixes(shapes: Shapes) -> Callable[[str], bool]:

@@ -42,6 +42,7 @@ from nodes.diffusion.anchor import keyframe_image
 from nodes.diffusion.bundle import WAN, Conditioning, ModelBundle, MotionModule
 from nodes.diffusion.clip_vision import clip_image_processor, load_clip_vision
 from nodes.diffusion.families.base import (
+    COMFY_PREFIX,
     ComponentFile,
     Family,
     Shapes,
@@ -51,6 +52,7 @@ from nodes.diffusion.families.base import (
     no_motion,
     quiet,
     scheduler_from,
+    strip_prefix,
     text_conditioning,
 )
 from nodes.diffusion.loras import LORAS, lora_weights
@@ -70,7 +72,6 @@ from nodes.diffusion.video_vae import decode_video_latents
 from nodes.diffusion.weights import StateDict, shapes_of
 from nodes.diffusion.windows import ContextWindows, denoise_wan
 
-COMFY_PREFIX = "model.diffusion_model."
 MARKER = "head.modulation"
 UMT5_TOKENIZER = "umt5-tokenizer"
 # Every Wan transformer has 128-wide attention heads (1.3B: 12, 5B: 24, 14B: 40), as ComfyUI's
@@ -88,13 +89,6 @@ WAN22_VAE_MARKER = "encoder.downsamples.0.downsamples.0.residual.0.gamma"
 DIM_MULT_LAST = 4  # AutoencoderKLWan's dim_mult [1, 2, 4, 4]: the decoder starts 4x wide
 VAE_DOWNSAMPLING = 8  # three 2x spatial downsamplings
 BLOCK = re.compile(r"blocks\.(\d+)\.")
-
-
-def strip_prefix(state: StateDict) -> StateDict:
-    """ComfyUI saves the transformer under ``model.diffusion_model.``; the original has none."""
-    if any(k.startswith(COMFY_PREFIX) for k in state):
-        return {k.removeprefix(COMFY_PREFIX): v for k, v in state.items()}
-    return state
 
 
 def transformer_config(shapes: Shapes) -> dict[str, Any]:
@@ -170,7 +164,7 @@ class Wan(Family):
                          dtype: torch.dtype) -> Any:
         raise ModelLoadError(
             f"{name} is a Wan diffusion model alone: load it with the Load DiT Video Model "
-            f"(Wan) node together with its text encoder (umt5_xxl_*.safetensors in "
+            f"node together with its text encoder (umt5_xxl_*.safetensors in "
             f"{TEXT_ENCODERS_DIR}) and VAE (wan_2.1_vae.safetensors in {VAE_DIR}), from "
             f"{DIFFUSION_MODELS_DIR}.")
 

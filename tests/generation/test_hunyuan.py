@@ -1,0 +1,333 @@
+"""HunyuanVideo T2V through Kinema's graph gives HunyuanVideoPipeline's latents and frames, from
+a diffusers folder and from ComfyUI's single files (the transformer in Tencent's layout: fp32,
+fp16 with ComfyUI's prefix, fp8 scaled; the Llama plain and fp8 scaled; CLIP-L; the VAE), with
+the architecture read from the weights and the tokenizers from their folders."""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from diffusers import (
+    AutoencoderKLHunyuanVideo,
+    FlowMatchEulerDiscreteScheduler,
+    HunyuanVideoPipeline,
+    HunyuanVideoTransformer3DModel,
+    UniPCMultistepScheduler,
+)
+from safetensors.torch import load_file, save_file
+from transformers import CLIPTextConfig, LlamaConfig, LlamaModel
+
+from engine.folders import Folders, active_folders, use_folders
+from nodes.diffusion.families.hunyuan import (
+    clip_config,
+    convert_transformer,
+    llama_config,
+    transformer_config,
+    vae_config,
+)
+from nodes.diffusion.model_files import ModelLoadError
+from tests.generation import tiny_hunyuan, tiny_wan
+from tests.generation.tiny_hunyuan import FRAMES, SIZE, STEM
+from tests.generation.workspace import run_graph
+
+TOLERANCE = 1e-4
+PROMPT, NEGATIVE = "a cat walks on the beach", "blurry"
+LLAMA, LLAMA_FP8 = f"{STEM}_llava_llama3.safetensors", f"{STEM}_llava_llama3_fp8_scaled.safetensors"
+CLIP = f"{STEM}_clip_l.safetensors"
+# Transformer file, Llama file.
+SINGLE_FILES = {"fp32": (f"{STEM}.safetensors", LLAMA),
+                "fp16": (f"{STEM}_comfy_fp16.safetensors", LLAMA),
+                "fp8_scaled": (f"{STEM}_fp8_scaled.safetensors", LLAMA_FP8)}
+
+
+@pytest.fixture(scope="module")
+def hunyuan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A models folder with the tiny HunyuanVideo as a diffusers folder and as single files."""
+    base = tmp_path_factory.mktemp("tiny-hunyuan")
+    folders = Folders.under(base)
+    folders.ensure()
+    pipe = tiny_hunyuan.build_pipeline(base / "work")
+    pipe.save_pretrained(folders.models / "diffusers" / STEM)
+    tiny_hunyuan.write_single_files(pipe, folders.models)
+    previous = active_folders()
+    use_folders(folders)
+    yield {"folders": folders, "pipe": pipe}
+    use_folders(previous)
+
+
+def graph(loader: dict[str, Any], keyframe: bool = False, **settings: Any) -> dict[str, Any]:
+    inputs = {"model": ["1", 0], "conditioning": ["2", 0], "frames": FRAMES, "steps": 3,
+              "cfg": 5.0, "min_cfg": 1.0, "seed": 7, "scheduler": "default", "width": SIZE,
+              "height": SIZE, "fps": 7, "motion_bucket_id": 127, "noise_aug_strength": 0.02,
+              "context_length": 0, "context_overlap": 4, "context_blend": "cosine",
+              "decode": True, "decode_chunk_size": 0}
+    inputs.update(settings)
+    prompt = {
+        "1": loader,
+        "2": {"class_type": "KinemaTextEncode", "inputs": {
+            "model": ["1", 0], "prompt": PROMPT, "negative_prompt": NEGATIVE}},
+        "3": {"class_type": "TemporalDenoiser", "inputs": inputs},
+        "4": {"class_type": "CaptureOutputs", "inputs": {"value": ["3", 0]}},
+        "5": {"class_type": "CaptureOutputs", "inputs": {"value": ["3", 1]}},
+    }
+    if keyframe:
+        prompt["6"] = {"class_type": "EmptyImage", "inputs": {
+            "width": SIZE, "height": SIZE, "batch_size": 1, "color": 0}}
+        inputs["keyframe"] = ["6", 0]
+    return prompt
+
+
+def folder_loader() -> dict[str, Any]:
+    return {"class_type": "KinemaModelLoader", "inputs": {"model": STEM}}
+
+
+def file_loader(diffusion_model: str = f"{STEM}.safetensors", text_encoder: str = LLAMA,
+                text_encoder_2: str = CLIP, vae: str = f"{STEM}_vae.safetensors",
+                ) -> dict[str, Any]:
+    return {"class_type": "DiTModelLoader", "inputs": {
+        "diffusion_model": diffusion_model, "text_encoder": text_encoder, "vae": vae,
+        "diffusion_model_2": "none", "text_encoder_2": text_encoder_2}}
+
+
+def reference(pipe: HunyuanVideoPipeline) -> tuple[torch.Tensor, np.ndarray]:
+    """(latents [B,C,F,H,W], frames [F,H,W,C]) of the pipeline called as a user calls it
+    (cfg is its embedded guidance_scale; the negative prompt goes unused, as there)."""
+    args = dict(prompt=PROMPT, negative_prompt=NEGATIVE, height=SIZE, width=SIZE,
+                num_frames=FRAMES, num_inference_steps=3, guidance_scale=5.0,
+                generator=torch.Generator().manual_seed(7))
+    latents = pipe(output_type="latent", **args).frames
+    args["generator"] = torch.Generator().manual_seed(7)
+    return latents, pipe(output_type="np", **args).frames[0]
+
+
+def run_ok(prompt: dict[str, Any]) -> Any:
+    run = run_graph(prompt)
+    assert run.result.status == "success", run.result.error["exception_message"]
+    return run
+
+
+def run_error(prompt: dict[str, Any]) -> dict[str, Any]:
+    run = run_graph(prompt)
+    assert run.result.status == "error"
+    return run.result.error
+
+
+def assert_same(run: Any, latents: torch.Tensor, frames: np.ndarray) -> None:
+    got_latents = run.captured["4"]["samples"]
+    got_frames = run.captured["5"]
+    assert got_latents.shape == latents.shape
+    assert (got_latents - latents).abs().max().item() <= TOLERANCE
+    assert tuple(got_frames.shape) == frames.shape  # [F,H,W,C]
+    assert np.abs(got_frames.numpy() - frames).max() <= TOLERANCE
+
+
+def with_weights(pipe: HunyuanVideoPipeline, transformer: dict[str, torch.Tensor],
+                 llama: dict[str, torch.Tensor]) -> HunyuanVideoPipeline:
+    """The same pipeline with the transformer's and the Llama's weights replaced by what the
+    files mean."""
+    original = {k.removeprefix("model.diffusion_model."): v.float() for k, v in transformer.items()}
+    model = type(pipe.transformer)(**pipe.transformer.config)
+    model.load_state_dict(convert_transformer(original, 128))
+    encoder = LlamaModel(pipe.text_encoder.config)
+    encoder.load_state_dict({k.removeprefix("model."): v.float() for k, v in llama.items()})
+    copy = type(pipe)(**{**pipe.components, "transformer": model.eval(),
+                         "text_encoder": encoder.eval()})
+    copy.set_progress_bar_config(disable=True)
+    return copy
+
+
+def test_a_diffusers_folder_gives_the_pipelines_clip(hunyuan):
+    prompt = graph(folder_loader())
+    prompt["7"] = {"class_type": "LatentDecode", "inputs": {
+        "model": ["1", 0], "latent": ["3", 0], "chunk_size": 8, "tile": False,
+        "tile_size": 512, "tile_overlap": 64}}
+    prompt["8"] = {"class_type": "CaptureOutputs", "inputs": {"value": ["7", 0]}}
+    run = run_ok(prompt)
+    latents, frames = reference(hunyuan["pipe"])
+    assert_same(run, latents, frames)
+    total = run.progress("3")[-1][1]
+    assert run.progress("3") == [(i, total) for i in range(1, total + 1)]  # per step
+    # The LATENT decodes to the same frames with LatentDecode (the whole clip at once).
+    assert np.abs(run.captured["8"].numpy() - frames).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("variant", list(SINGLE_FILES))
+def test_comfyui_single_files_give_the_pipelines_clip(hunyuan, variant):
+    """Transformer, Llama, CLIP-L and VAE files, no config beside them; the tokenizers from
+    models/text_encoders/llama-tokenizer/ and clip-tokenizer/."""
+    models = hunyuan["folders"].models
+    transformer, llama = SINGLE_FILES[variant]
+    stored = load_file(models / "diffusion_models" / transformer)
+    encoder = load_file(models / "text_encoders" / llama)
+    if variant == "fp8_scaled":
+        stored, encoder = tiny_wan.dequantized(stored), tiny_wan.dequantized(encoder)
+    want = reference(with_weights(hunyuan["pipe"], stored, encoder))
+    assert_same(run_ok(graph(file_loader(transformer, llama))), *want)
+
+
+@pytest.mark.parametrize("sampler,shift", [("euler", 5.0), ("unipc", 8.0)])
+def test_flow_samplers_with_shift_are_the_diffusers_schedulers(hunyuan, sampler, shift):
+    pipe = hunyuan["pipe"]
+    if sampler == "euler":
+        scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config,
+                                                                shift=shift)
+    else:
+        scheduler = UniPCMultistepScheduler.from_config(
+            pipe.scheduler.config, prediction_type="flow_prediction", use_flow_sigmas=True,
+            flow_shift=shift)
+    reference_pipe = HunyuanVideoPipeline(**{**pipe.components, "scheduler": scheduler})
+    reference_pipe.set_progress_bar_config(disable=True)
+    run = run_ok(graph(folder_loader(), scheduler=sampler, shift=shift))
+    assert_same(run, *reference(reference_pipe))
+
+
+def test_samplers_the_pipeline_cannot_drive_are_refused(hunyuan):
+    error = run_error(graph(folder_loader(), scheduler="dpmpp_2m"))
+    assert "dpmpp_2m cannot take" in error["exception_message"]
+    assert "default, euler, unipc" in error["exception_message"]
+    error = run_error(graph(folder_loader(), scheduler="ddim"))
+    assert "not a flow-matching sampler" in error["exception_message"]
+    assert error["node_id"] == "3"
+
+
+def test_clips_the_model_cannot_make_are_refused_clearly(hunyuan):
+    for settings, message in (({"frames": 10}, "choose 9 or 13 frames"),
+                              ({"frames": 133}, "make at most 129 frames"),
+                              ({"context_length": 5}, "set context_length to 0"),
+                              ({"width": 40}, "multiples of 16 pixels")):
+        error = run_error(graph(folder_loader(), **settings))
+        assert message in error["exception_message"], settings
+        assert error["node_id"] == "3"
+    error = run_error(graph(folder_loader(), keyframe=True))
+    assert "HunyuanVideo text-to-video: disconnect the keyframe" in error["exception_message"]
+
+
+def test_the_architecture_is_read_from_the_shapes(hunyuan):
+    pipe = hunyuan["pipe"]
+
+    def same(config: dict[str, Any], stored: dict[str, Any]) -> None:
+        for key, value in config.items():
+            want = stored[key]
+            want = list(want) if isinstance(want, list | tuple) else want
+            assert (list(value) if isinstance(value, list | tuple) else value) == want, key
+
+    original = tiny_hunyuan.original_transformer_state(pipe.transformer)
+    same(transformer_config({k: tuple(v.shape) for k, v in original.items()}),
+         dict(pipe.transformer.config))
+    same(vae_config({k: tuple(v.shape) for k, v in pipe.vae.state_dict().items()}),
+         dict(pipe.vae.config))
+    def settings(config: Any) -> dict[str, Any]:  # what builds the model, not how it ran
+        return {k: v for k, v in config.to_diff_dict().items()
+                if k not in ("architectures", "dtype")}
+
+    llama = llama_config({k: tuple(v.shape) for k, v in pipe.text_encoder.state_dict().items()})
+    assert settings(LlamaConfig(**llama)) == settings(pipe.text_encoder.config)
+    clip = clip_config({k.removeprefix("text_model."): tuple(v.shape)
+                        for k, v in pipe.text_encoder_2.state_dict().items()})
+    ids = {k: getattr(pipe.tokenizer_2, k) for k in ("bos_token_id", "eos_token_id",
+                                                     "pad_token_id")}
+    assert settings(CLIPTextConfig(**clip, **ids)) == settings(pipe.text_encoder_2.config)
+
+
+def test_the_published_shapes_give_the_published_configurations():
+    """HunyuanVideo 13B (diffusers' defaults are its published config), its VAE (the same),
+    llava-llama-3-8b and CLIP-L."""
+    width = 3072
+    transformer = transformer_config({
+        "img_in.proj.weight": (width, 16, 1, 2, 2), "final_layer.linear.weight": (64, width),
+        "double_blocks.19.img_mod.linear.weight": (6 * width, width),
+        "double_blocks.0.img_mlp.fc1.weight": (4 * width, width),
+        "single_blocks.39.linear1.weight": (7 * width, width),
+        "txt_in.individual_token_refiner.blocks.1.norm1.weight": (width,),
+        "guidance_in.mlp.0.weight": (width, 256), "txt_in.input_embedder.weight": (width, 4096),
+        "vector_in.in_layer.weight": (width, 768)})
+    defaults = {name: p.default for name, p in
+                inspect.signature(HunyuanVideoTransformer3DModel.__init__).parameters.items()
+                if name != "self"}
+    assert {k: list(v) if isinstance(v, list | tuple) else v for k, v in transformer.items()} == {
+        k: list(v) if isinstance(v, list | tuple) else v for k, v in defaults.items()}
+    assert (transformer["num_attention_heads"], transformer["num_layers"],
+            transformer["num_single_layers"]) == (24, 20, 40)
+    channels = (128, 256, 512, 512)
+    vae_shapes = {"encoder.conv_in.conv.weight": (128, 3, 3, 3, 3),
+                  "decoder.conv_out.conv.weight": (3, 128, 3, 3, 3),
+                  "decoder.conv_in.conv.weight": (512, 16, 3, 3, 3),
+                  "encoder.down_blocks.0.resnets.1.conv1.conv.weight": (128, 128, 3, 3, 3),
+                  "encoder.mid_block.attentions.0.to_q.weight": (512, 512)}
+    for i, c in enumerate(channels):
+        vae_shapes[f"encoder.down_blocks.{i}.resnets.0.conv2.conv.weight"] = (c, c, 3, 3, 3)
+    vae = vae_config(vae_shapes)
+    vae_defaults = {name: p.default for name, p in
+                    inspect.signature(AutoencoderKLHunyuanVideo.__init__).parameters.items()
+                    if name != "self"}
+    assert {k: list(v) if isinstance(v, list | tuple) else v for k, v in vae.items()} == {
+        k: list(v) if isinstance(v, list | tuple) else v for k, v in vae_defaults.items()}
+    llama = llama_config({"embed_tokens.weight": (128320, 4096),
+                          "layers.31.input_layernorm.weight": (4096,),
+                          "layers.0.self_attn.q_proj.weight": (4096, 4096),
+                          "layers.0.self_attn.k_proj.weight": (1024, 4096),
+                          "layers.0.mlp.gate_proj.weight": (14336, 4096)})
+    assert {k: llama[k] for k in ("vocab_size", "num_hidden_layers", "num_attention_heads",
+                                  "num_key_value_heads", "intermediate_size", "rope_theta",
+                                  "rms_norm_eps")} == {
+        "vocab_size": 128320, "num_hidden_layers": 32, "num_attention_heads": 32,
+        "num_key_value_heads": 8, "intermediate_size": 14336, "rope_theta": 500000.0,
+        "rms_norm_eps": 1e-5}
+    clip = clip_config({"embeddings.token_embedding.weight": (49408, 768),
+                        "embeddings.position_embedding.weight": (77, 768),
+                        "encoder.layers.11.mlp.fc1.weight": (3072, 768),
+                        "encoder.layers.0.mlp.fc1.weight": (3072, 768)})
+    assert (clip["num_hidden_layers"], clip["num_attention_heads"], clip["hidden_act"]) == (
+        12, 12, "quick_gelu")
+
+
+def test_wrong_or_missing_files_are_clear_errors(hunyuan):
+    models = hunyuan["folders"].models
+    source = models / "diffusion_models" / f"{STEM}.safetensors"
+    (models / "diffusion_models" / "cut.safetensors").write_bytes(
+        source.read_bytes()[: source.stat().st_size // 2])
+    save_file({"weight": torch.zeros(2)}, models / "diffusion_models" / "foreign.safetensors")
+    partial = load_file(source)
+    del partial["final_layer.linear.weight"]
+    save_file(partial, models / "diffusion_models" / "partial.safetensors")
+    for name, message in (("cut.safetensors", "truncated or corrupt"),
+                          ("foreign.safetensors", "no weights of a known family"),
+                          ("partial.safetensors", "the file is incomplete")):
+        error = run_error(graph(file_loader(name)))
+        assert error["node_id"] == "1"
+        assert message in error["exception_message"], name
+    save_file({"weight": torch.zeros(2)}, models / "vae" / "foreign_vae.safetensors")
+    for loader, message in (
+            (file_loader(vae="foreign_vae.safetensors"), "not a HunyuanVideo VAE"),
+            (file_loader(text_encoder=CLIP), "is CLIP-L: it goes in text_encoder_2"),
+            (file_loader(text_encoder_2=LLAMA), "is not a CLIP text encoder"),
+            (file_loader(text_encoder_2="none"), "needs CLIP-L")):
+        assert message in run_error(graph(loader))["exception_message"]
+    # An input HunyuanVideo has no use for is refused by name.
+    (models / "clip_vision").mkdir(parents=True, exist_ok=True)
+    save_file({"weight": torch.zeros(2)}, models / "clip_vision" / "vision.safetensors")
+    loader = file_loader()
+    loader["inputs"]["clip_vision"] = "vision.safetensors"
+    assert "has no clip_vision: set clip_vision to none" in run_error(
+        graph(loader))["exception_message"]
+    from nodes.diffusion.loading import load_model
+
+    with pytest.raises(ModelLoadError, match="Load DiT Video Model"):
+        load_model(source, source.name)
+
+
+def test_a_missing_llama_tokenizer_names_its_folder(hunyuan):
+    folder = hunyuan["folders"].models / "text_encoders" / "llama-tokenizer"
+    moved = folder.with_name("llama-tokenizer-away")
+    shutil.move(folder, moved)
+    try:
+        message = run_error(graph(file_loader()))["exception_message"]
+    finally:
+        shutil.move(moved, folder)
+    assert "models/text_encoders/llama-tokenizer/" in message
+    assert "carries no tokenizer" in message
