@@ -13,13 +13,14 @@ LORAS_DIR = "models/loras/"
 
 
 class DiTLoraLoader:
-    """Applies a LoRA (ComfyUI's, musubi-tuner's or diffusers' format) to a Wan model."""
+    """Applies a LoRA (ComfyUI's, musubi-tuner's or diffusers' format) to a diffusion
+    transformer (Wan, LTX-Video, CogVideoX, HunyuanVideo)."""
 
     DESCRIPTION = ("Applies a LoRA from models/loras/ to a diffusion-transformer video model "
-                   "(Wan 2.1 / 2.2), at a strength. Chain several. For Wan 2.2 A14B choose "
-                   "the expert: the 4-step distillation LoRAs come as a high-noise and a "
-                   "low-noise file, one for each. The loaded model itself is unchanged for "
-                   "graphs without the LoRA.")
+                   "(Wan 2.1 / 2.2, LTX-Video, CogVideoX, HunyuanVideo), at a strength. Chain "
+                   "several. For Wan 2.2 A14B choose the expert: the 4-step distillation LoRAs "
+                   "come as a high-noise and a low-noise file, one for each. The loaded model "
+                   "itself is unchanged for graphs without the LoRA.")
     CATEGORY = "kinema/loaders"
     RETURN_TYPES = (KINEMA_MODEL,)
     RETURN_NAMES = ("model",)
@@ -68,4 +69,4 @@ class DiTLoraLoader:
 
 
 NODE_CLASS_MAPPINGS = {"DiTLoraLoader": DiTLoraLoader}
-NODE_DISPLAY_NAME_MAPPINGS = {"DiTLoraLoader": "Load DiT LoRA (Wan)"}
+NODE_DISPLAY_NAME_MAPPINGS = {"DiTLoraLoader": "Load DiT LoRA"}

@@ -8,7 +8,8 @@ the model's family; no code outside a family's module tests which family a model
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 import diffusers
 import torch
 
+from nodes.diffusion.acceleration import KINEMA_ACCELERATION, accelerated
 from nodes.diffusion.bundle import Conditioning, ModelBundle, MotionModule
+from nodes.diffusion.loras import LORAS, lora_weights
 from nodes.diffusion.model_files import DIFFUSERS_DIR, FOLDER_FAMILIES, ModelLoadError, read_json
 from nodes.diffusion.schedulers import DEFAULT
 from nodes.diffusion.weights import StateDict, check_fully_loaded
@@ -96,6 +99,8 @@ class Family:
     pipelines: Mapping[str, str] = {}
     #: Whether the keyframe generator (text → one image) runs it.
     makes_images = False
+    #: The components LoRAs load into (diffusers' own LoRA loading); none: no LoRAs.
+    lora_components: tuple[str, ...] = ()
 
     # --- recognising and loading ---------------------------------------------------------
 
@@ -144,8 +149,18 @@ class Family:
                   name: str) -> tuple[str, ...]:
         """Load a LoRA into the model as adapter ``adapter`` (once); the names of the
         components that carry it (``expert`` picks among a family's experts)."""
-        raise ValueError(f"{name}: LoRAs on {model.family} models are not supported; Kinema "
-                         "applies LoRAs to the diffusion-transformer families (Wan)")
+        if not self.lora_components:
+            raise ValueError(f"{name}: LoRAs on {model.family} models are not supported; "
+                             "Kinema applies LoRAs to the diffusion-transformer families")
+        for component in self.lora_components:
+            if adapter in (getattr(getattr(model.pipe, component), "peft_config", None) or {}):
+                continue  # loaded by an earlier run: the cached model keeps its adapters
+            try:
+                model.pipe.load_lora_weights(dict(state), adapter_name=adapter)
+            except (ValueError, KeyError, RuntimeError) as exc:
+                raise ModelLoadError(f"{name} is not a LoRA for this {model.family} model "
+                                     f"({exc}); put LoRAs in models/loras/") from exc
+        return self.lora_components
 
     # --- generating ----------------------------------------------------------------------
 
@@ -225,6 +240,17 @@ def scheduler_from(root: Path) -> Any:
         raise ModelLoadError(f"{root / 'scheduler'}: unknown scheduler "
                              f"{config.get('_class_name')!r}")
     return cls.from_pretrained(str(root), subfolder="scheduler", local_files_only=True)
+
+
+@contextmanager
+def transformer_run(model: ModelBundle, pipe: Any) -> Iterator[None]:
+    """The DiT Options and the LoRAs the graph chose, on the pipeline's transformer(s), for
+    one run (undone after it: the cached model is shared by every run)."""
+    modules = {name: getattr(pipe, name, None) for name in ("transformer", "transformer_2")}
+    modules = {name: module for name, module in modules.items() if module is not None}
+    with accelerated(list(modules.values()), model.details.get(KINEMA_ACCELERATION)), \
+            lora_weights(modules, model.details.get(LORAS, [])):
+        yield
 
 
 def quiet(pipe: Any) -> Any:

@@ -52,6 +52,7 @@ from nodes.diffusion.families.base import (
     scheduler_from,
     strip_prefix,
     text_conditioning,
+    transformer_run,
 )
 from nodes.diffusion.model_files import (
     DIFFUSERS_DIR,
@@ -222,6 +223,7 @@ def check_frames(frames: int, temporal: int) -> None:
 
 class CogVideoX(Family):
     names = (COGVIDEOX,)
+    lora_components = ("transformer",)
     pipelines = {"CogVideoXPipeline": COGVIDEOX, "CogVideoXImageToVideoPipeline": COGVIDEOX}
 
     def recognise(self, name: str, shapes: Shapes) -> str | None:
@@ -334,7 +336,8 @@ class CogVideoX(Family):
         if keyframe is not None:
             # The image a user hands the pipeline; it resizes it to the clip's size.
             args["image"] = keyframe_image(keyframe)
-        latents = pipe(**args).frames
+        with transformer_run(model, pipe):
+            latents = pipe(**args).frames
         # CogVideoX 1.5 pads the latent frames to whole temporal patches at the front and drops
         # the padding before it decodes: the clip is what is left.
         latent_frames = (s.frames - 1) // temporal + 1

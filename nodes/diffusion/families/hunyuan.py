@@ -48,7 +48,6 @@ from transformers import (
 )
 
 from engine.folders import active_folders
-from nodes.diffusion.acceleration import KINEMA_ACCELERATION, accelerated
 from nodes.diffusion.bundle import HUNYUAN, Conditioning, ModelBundle, MotionModule
 from nodes.diffusion.families.base import (
     COMFY_PREFIX,
@@ -63,6 +62,7 @@ from nodes.diffusion.families.base import (
     scheduler_from,
     strip_prefix,
     text_conditioning,
+    transformer_run,
 )
 from nodes.diffusion.model_files import (
     DIFFUSERS_DIR,
@@ -220,6 +220,7 @@ class HunyuanVideo(Family):
     frames (4k+1) per run, embedded guidance, flow-matching samplers."""
 
     names = (HUNYUAN,)
+    lora_components = ("transformer",)
     pipelines = {"HunyuanVideoPipeline": HUNYUAN}
 
     def recognise(self, name: str, shapes: Shapes) -> str | None:
@@ -326,7 +327,7 @@ class HunyuanVideo(Family):
                     # CFG: true_cfg_scale stays 1, one pass per step, the negative unused.
                     guidance_scale=s.cfg, generator=s.generator(), output_type="latent",
                     callback_on_step_end=step_callback())
-        with accelerated([pipe.transformer], model.details.get(KINEMA_ACCELERATION)):
+        with transformer_run(model, pipe):
             latents = pipe(**args).frames
         return VideoLatents(latents, pipe, model.family)
 

@@ -56,6 +56,7 @@ from nodes.diffusion.families.base import (
     quiet,
     scheduler_from,
     text_conditioning,
+    transformer_run,
 )
 from nodes.diffusion.model_files import (
     CHECKPOINTS_DIR,
@@ -226,6 +227,7 @@ def vae_config(shapes: Shapes) -> dict[str, Any]:
 
 class LTXVideo(Family):
     names = (LTX,)
+    lora_components = ("transformer",)
     pipelines = {"LTXPipeline": LTX, "LTXImageToVideoPipeline": LTX,
                  "LTXConditionPipeline": LTX}
 
@@ -328,7 +330,8 @@ class LTXVideo(Family):
                     output_type="latent", callback_on_step_end=step_callback())
         if keyframe is not None:
             args["image"] = keyframe_image(keyframe)
-        packed = pipe(**args).frames
+        with transformer_run(model, pipe):
+            packed = pipe(**args).frames
         # The pipeline's own unpacking, over the grid it denoised.
         frames = (s.frames - 1) // pipe.vae_temporal_compression_ratio + 1
         ratio = pipe.vae_spatial_compression_ratio

@@ -37,7 +37,6 @@ from diffusers.loaders.single_file_utils import (
     convert_wan_vae_to_diffusers,
 )
 
-from nodes.diffusion.acceleration import KINEMA_ACCELERATION, accelerated
 from nodes.diffusion.anchor import keyframe_image
 from nodes.diffusion.bundle import WAN, Conditioning, ModelBundle, MotionModule
 from nodes.diffusion.clip_vision import clip_image_processor, load_clip_vision
@@ -54,8 +53,8 @@ from nodes.diffusion.families.base import (
     scheduler_from,
     strip_prefix,
     text_conditioning,
+    transformer_run,
 )
-from nodes.diffusion.loras import LORAS, lora_weights
 from nodes.diffusion.model_files import (
     CLIP_VISION_DIR,
     DIFFUSION_MODELS_DIR,
@@ -289,11 +288,7 @@ class Wan(Family):
                     num_frames=s.frames, num_inference_steps=s.steps, guidance_scale=s.cfg,
                     generator=s.generator(), callback_on_step_end=step_callback())
         windows = self.context_windows(pipe, s)
-        experts = [m for m in (pipe.transformer, pipe.transformer_2) if m is not None]
-        modules = {"transformer": pipe.transformer, "transformer_2": pipe.transformer_2}
-        loras = model.details.get(LORAS, [])
-        with accelerated(experts, model.details.get(KINEMA_ACCELERATION)), lora_weights(
-                {k: v for k, v in modules.items() if v is not None}, loras):
+        with transformer_run(model, pipe):
             if keyframe is not None:
                 if windows is not None:
                     raise ValueError(f"image-to-video makes at most "
