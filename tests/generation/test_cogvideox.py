@@ -16,11 +16,8 @@ from diffusers import (
     DDIMScheduler,
     EulerDiscreteScheduler,
 )
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from engine.folders import Folders, active_folders, use_folders
-from nodes.diffusion.anchor import keyframe_image
 from nodes.diffusion.families.cogvideox import (
     check_frames,
     clip_frames,
@@ -28,108 +25,46 @@ from nodes.diffusion.families.cogvideox import (
     transformer_config,
     vae_config,
 )
-from nodes.diffusion.model_files import ModelLoadError
-from nodes.imaging import tensor_to_pil
-from tests.generation import tiny_cogvideox, tiny_wan
+from tests.generation import dit_graphs, tiny_cogvideox, tiny_wan
+from tests.generation.dit_graphs import TOLERANCE, assert_same, folder_loader, run_error, run_ok
 from tests.generation.tiny_cogvideox import FRAMES, I2V, I2V_15, SIZE, T2V
-from tests.generation.workspace import run_graph
 
-TOLERANCE = 1e-4
-PROMPT, NEGATIVE = "a cat walks on the beach", "blurry"
 SINGLE_FILES = {"fp32": f"{T2V}.safetensors", "fp16": f"{T2V}_comfy_fp16.safetensors",
                 "fp8_scaled": f"{T2V}_fp8_scaled.safetensors"}
+VIDEO = dit_graphs.Clip(frames=FRAMES, size=SIZE)
+graph = VIDEO.graph
 
 
 @pytest.fixture(scope="module")
 def cog(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A models folder with the three tiny CogVideoX models, as folders and single files, and
     a keyframe image in the input folder."""
-    base = tmp_path_factory.mktemp("tiny-cogvideox")
-    folders = Folders.under(base)
-    folders.ensure()
-    spiece = tiny_wan.spiece_model()
-    pipes = {kind: tiny_cogvideox.build_pipeline(kind, base / kind, seed=seed)
-             for seed, kind in enumerate((T2V, I2V, I2V_15))}
-    for stem, pipe in pipes.items():
-        pipe.save_pretrained(folders.models / "diffusers" / stem)
-        tiny_cogvideox.write_single_files(pipe, spiece, folders.models, stem)
-    keyframe = torch.rand(1, SIZE + 8, SIZE, 3, generator=torch.Generator().manual_seed(0))
-    tensor_to_pil(keyframe[0]).save(folders.input / "keyframe.png")
-    previous = active_folders()
-    use_folders(folders)
-    # What a user would hand the pipeline: the PNG as an IMAGE, back to 8-bit PIL.
-    stored = np.asarray(Image.open(folders.input / "keyframe.png"), dtype=np.float32) / 255
-    yield {"folders": folders, "pipes": pipes,
-           "image": keyframe_image(torch.from_numpy(stored)[None])}
-    use_folders(previous)
-
-
-def graph(loader: dict[str, Any], keyframe: bool = False, **settings: Any) -> dict[str, Any]:
-    inputs = {"model": ["1", 0], "conditioning": ["2", 0], "frames": FRAMES, "steps": 3,
-              "cfg": 5.0, "min_cfg": 1.0, "seed": 7, "scheduler": "default", "width": SIZE,
-              "height": SIZE, "fps": 7, "motion_bucket_id": 127, "noise_aug_strength": 0.02,
-              "context_length": 0, "context_overlap": 4, "context_blend": "cosine",
-              "decode": True, "decode_chunk_size": 0}
-    inputs.update(settings)
-    prompt = {
-        "1": loader,
-        "2": {"class_type": "KinemaTextEncode", "inputs": {
-            "model": ["1", 0], "prompt": PROMPT, "negative_prompt": NEGATIVE}},
-        "3": {"class_type": "TemporalDenoiser", "inputs": inputs},
-        "4": {"class_type": "CaptureOutputs", "inputs": {"value": ["3", 0]}},
-        "5": {"class_type": "CaptureOutputs", "inputs": {"value": ["3", 1]}},
-    }
-    if keyframe:
-        prompt["6"] = {"class_type": "LoadImage", "inputs": {"image": "keyframe.png"}}
-        inputs["keyframe"] = ["6", 0]
-    return prompt
-
-
-def folder_loader(name: str) -> dict[str, Any]:
-    return {"class_type": "KinemaModelLoader", "inputs": {"model": name}}
+    with dit_graphs.models_folders(tmp_path_factory, "tiny-cogvideox") as folders:
+        spiece = tiny_wan.spiece_model()
+        pipes = {kind: tiny_cogvideox.build_pipeline(kind, folders.base / kind, seed=seed)
+                 for seed, kind in enumerate((T2V, I2V, I2V_15))}
+        for stem, pipe in pipes.items():
+            pipe.save_pretrained(folders.models / "diffusers" / stem)
+            tiny_cogvideox.write_single_files(pipe, spiece, folders.models, stem)
+        dit_graphs.write_keyframe(folders, SIZE + 8, SIZE)
+        # What a user would hand the pipeline: the PNG as an IMAGE, back to 8-bit PIL.
+        yield {"folders": folders, "pipes": pipes, "image": dit_graphs.stored_keyframe(folders)}
 
 
 def file_loader(stem: str, diffusion_model: str) -> dict[str, Any]:
-    return {"class_type": "DiTModelLoader", "inputs": {
-        "diffusion_model": diffusion_model, "text_encoder": f"{stem}_t5xxl.safetensors",
-        "vae": f"{stem}_vae.safetensors", "diffusion_model_2": "none"}}
+    """DiTModelLoader of ``diffusion_model`` with ``stem``'s T5 and VAE files."""
+    return dit_graphs.file_loader(diffusion_model, f"{stem}_t5xxl.safetensors",
+                                  f"{stem}_vae.safetensors", diffusion_model_2="none")
 
 
 def reference(pipe: CogVideoXPipeline, **overrides: Any) -> tuple[torch.Tensor, np.ndarray]:
     """(latents as Kinema's LATENT [B,C,F,H,W], frames [F,H,W,C]) of the pipeline called as a
     user calls it; CogVideoX 1.5's padding latent frame (the pipeline drops it before it
     decodes) is not part of the clip."""
-    args = dict(prompt=PROMPT, negative_prompt=NEGATIVE, height=SIZE, width=SIZE,
-                num_frames=FRAMES, num_inference_steps=3, guidance_scale=5.0,
-                generator=torch.Generator().manual_seed(7))
-    args.update(overrides)
-    latents = pipe(output_type="latent", **args).frames
-    args["generator"] = torch.Generator().manual_seed(7)
-    frames = pipe(output_type="np", **args).frames[0]
-    latent_frames = (args["num_frames"] - 1) // 4 + 1
+    latents, frames = VIDEO.reference(pipe, **overrides)
+    latent_frames = (VIDEO.pipeline_args(**overrides)["num_frames"] - 1) // 4 + 1
     padding = latents.shape[1] - latent_frames
     return latents[:, padding:].permute(0, 2, 1, 3, 4), frames
-
-
-def run_ok(prompt: dict[str, Any]) -> Any:
-    run = run_graph(prompt)
-    assert run.result.status == "success", run.result.error["exception_message"]
-    return run
-
-
-def run_error(prompt: dict[str, Any]) -> dict[str, Any]:
-    run = run_graph(prompt)
-    assert run.result.status == "error"
-    return run.result.error
-
-
-def assert_same(run: Any, latents: torch.Tensor, frames: np.ndarray) -> None:
-    got_latents = run.captured["4"]["samples"]
-    got_frames = run.captured["5"]
-    assert got_latents.shape == latents.shape
-    assert (got_latents - latents).abs().max().item() <= TOLERANCE
-    assert tuple(got_frames.shape) == frames.shape  # [F,H,W,C]
-    assert np.abs(got_frames.numpy() - frames).max() <= TOLERANCE
 
 
 def with_weights(pipe: CogVideoXPipeline, stored: dict[str, torch.Tensor]) -> CogVideoXPipeline:
@@ -137,22 +72,14 @@ def with_weights(pipe: CogVideoXPipeline, stored: dict[str, torch.Tensor]) -> Co
     weights = {k.removeprefix("model.diffusion_model."): v.float() for k, v in stored.items()}
     model = type(pipe.transformer)(**pipe.transformer.config)
     model.load_state_dict(weights)
-    copy = type(pipe)(**{**pipe.components, "transformer": model.eval()})
-    copy.set_progress_bar_config(disable=True)
-    return copy
+    return dit_graphs.with_components(pipe, transformer=model.eval())
 
 
 def test_a_text_to_video_folder_gives_the_pipelines_clip(cog):
-    prompt = graph(folder_loader(T2V))
-    prompt["7"] = {"class_type": "LatentDecode", "inputs": {
-        "model": ["1", 0], "latent": ["3", 0], "chunk_size": 8, "tile": False,
-        "tile_size": 512, "tile_overlap": 64}}
-    prompt["8"] = {"class_type": "CaptureOutputs", "inputs": {"value": ["7", 0]}}
-    run = run_ok(prompt)
+    run = run_ok(dit_graphs.with_latent_decode(graph(folder_loader(T2V))))
     latents, frames = reference(cog["pipes"][T2V])
     assert_same(run, latents, frames)
-    total = run.progress("3")[-1][1]
-    assert run.progress("3") == [(i, total) for i in range(1, total + 1)]  # per step
+    dit_graphs.assert_progress_per_step(run)
     # The LATENT decodes to the same frames with LatentDecode (the whole clip at once).
     assert np.abs(run.captured["8"].numpy() - frames).max() <= TOLERANCE
 
@@ -192,8 +119,7 @@ def test_samplers_run_on_the_models_noise_schedule(cog, sampler):
         scheduler = CogVideoXDPMScheduler.from_config(base.config)
     else:
         scheduler = EulerDiscreteScheduler.from_config(make_sampler("euler", base).config)
-    reference_pipe = CogVideoXPipeline(**{**pipe.components, "scheduler": scheduler})
-    reference_pipe.set_progress_bar_config(disable=True)
+    reference_pipe = dit_graphs.with_components(pipe, CogVideoXPipeline, scheduler=scheduler)
     assert_same(run_ok(graph(folder_loader(T2V), scheduler=sampler)),
                 *reference(reference_pipe))
 
@@ -275,12 +201,7 @@ def test_keyframes_are_required_by_image_models_and_refused_by_text_models(cog):
 def test_a_foreign_truncated_or_unreadable_file_is_a_clear_error(cog):
     models = cog["folders"].models
     source = models / "diffusion_models" / f"{T2V}.safetensors"
-    (models / "diffusion_models" / "cut.safetensors").write_bytes(
-        source.read_bytes()[: source.stat().st_size // 2])
-    save_file({"weight": torch.zeros(2)}, models / "diffusion_models" / "foreign.safetensors")
-    partial = load_file(source)
-    del partial["proj_out.weight"]
-    save_file(partial, models / "diffusion_models" / "partial.safetensors")
+    dit_graphs.write_broken_files(source, without="proj_out.weight")
     save_file({"model.diffusion_model.mixins.patch_embed.proj.weight": torch.zeros(2)},
               models / "diffusion_models" / "sat.safetensors")
     for name, message in (("cut.safetensors", "truncated or corrupt"),
@@ -293,10 +214,7 @@ def test_a_foreign_truncated_or_unreadable_file_is_a_clear_error(cog):
         assert message in error["exception_message"], name
     # A VAE of another family, and the transformer in the checkpoint loader, say what to do.
     loader = file_loader(T2V, f"{T2V}.safetensors")
-    save_file({"weight": torch.zeros(2)}, models / "vae" / "foreign_vae.safetensors")
+    dit_graphs.write_foreign(models / "vae" / "foreign_vae.safetensors")
     loader["inputs"]["vae"] = "foreign_vae.safetensors"
     assert "not a CogVideoX VAE" in run_error(graph(loader))["exception_message"]
-    from nodes.diffusion.loading import load_model
-
-    with pytest.raises(ModelLoadError, match="Load DiT Video Model"):
-        load_model(source, source.name)
+    dit_graphs.assert_checkpoint_loader_refuses(source)

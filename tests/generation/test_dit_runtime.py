@@ -16,7 +16,14 @@ from engine.executor import Executor
 from nodes.diffusion.acceleration import Acceleration, accelerated, installed_backends
 from nodes.diffusion.placement import GPU, GROUP_OFFLOAD, MODEL_OFFLOAD, choose_placement
 from nodes.diffusion.video_vae import decode_video_latents, should_tile
-from tests.generation.test_wan import WAN21, file_loader, folder_loader, graph, run_ok, wan
+from tests.generation.dit_graphs import (
+    folder_loader,
+    run_error,
+    run_ok,
+    with_latent_decode,
+    with_model_node,
+)
+from tests.generation.test_wan import WAN21, file_loader, graph, wan
 from tests.generation.workspace import registry, run_graph
 
 __all__ = ["wan"]  # the module-scoped models fixture, shared with test_wan
@@ -86,22 +93,15 @@ def test_running_out_of_memory_in_the_decode_retries_it_in_tiles(wan, monkeypatc
 
 
 def test_latent_decode_of_wan_latents_gives_the_pipelines_frames(wan):
-    prompt = graph(folder_loader(WAN21), decode=True)
-    prompt["7"] = {"class_type": "LatentDecode", "inputs": {
-        "model": ["1", 0], "latent": ["3", 0], "chunk_size": 8, "tile": False,
-        "tile_size": 512, "tile_overlap": 64}}
-    prompt["8"] = {"class_type": "CaptureOutputs", "inputs": {"value": ["7", 0]}}
-    run = run_ok(prompt)
+    run = run_ok(with_latent_decode(graph(folder_loader(WAN21), decode=True)))
     assert (run.captured["8"] - run.captured["5"]).abs().max().item() <= 1e-5
 
 
 def options(prompt: dict[str, Any], **chosen: Any) -> dict[str, Any]:
+    """``prompt`` with its model through DiT Options (node "9"), ``chosen`` over the defaults."""
     settings = {"attention": "sdpa", "compile": False, "step_cache": "off",
                 "cache_threshold": 0.05, **chosen}
-    prompt["9"] = {"class_type": "DiTOptions", "inputs": {"model": ["1", 0], **settings}}
-    prompt["2"]["inputs"]["model"] = ["9", 0]
-    prompt["3"]["inputs"]["model"] = ["9", 0]
-    return prompt
+    return with_model_node(prompt, "DiTOptions", **settings)
 
 
 def test_sdpa_and_a_cache_that_never_skips_change_nothing(wan):
@@ -146,9 +146,9 @@ def test_an_attention_backend_that_is_not_installed_is_a_clear_error(wan):
                    None)
     if missing is None:
         pytest.skip("every attention backend is installed here")
-    run = run_graph(options(graph(folder_loader(WAN21)), attention=missing))
-    assert run.result.status == "error" and run.result.error["node_id"] == "3"
-    assert "not installed" in run.result.error["exception_message"]
+    error = run_error(options(graph(folder_loader(WAN21)), attention=missing))
+    assert error["node_id"] == "3"
+    assert "not installed" in error["exception_message"]
 
 
 def test_compile_compiles_the_repeated_blocks_once(wan, monkeypatch):

@@ -19,10 +19,9 @@ from diffusers import (
     HunyuanVideoTransformer3DModel,
     UniPCMultistepScheduler,
 )
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import CLIPTextConfig, LlamaConfig, LlamaModel
 
-from engine.folders import Folders, active_folders, use_folders
 from nodes.diffusion.families.hunyuan import (
     clip_config,
     convert_transformer,
@@ -30,100 +29,41 @@ from nodes.diffusion.families.hunyuan import (
     transformer_config,
     vae_config,
 )
-from nodes.diffusion.model_files import ModelLoadError
-from tests.generation import tiny_hunyuan, tiny_wan
+from tests.generation import dit_graphs, tiny_hunyuan, tiny_wan
+from tests.generation.dit_graphs import TOLERANCE, assert_same, folder_loader, run_error, run_ok
 from tests.generation.tiny_hunyuan import FRAMES, SIZE, STEM
-from tests.generation.workspace import run_graph
 
-TOLERANCE = 1e-4
-PROMPT, NEGATIVE = "a cat walks on the beach", "blurry"
 LLAMA, LLAMA_FP8 = f"{STEM}_llava_llama3.safetensors", f"{STEM}_llava_llama3_fp8_scaled.safetensors"
 CLIP = f"{STEM}_clip_l.safetensors"
 # Transformer file, Llama file.
 SINGLE_FILES = {"fp32": (f"{STEM}.safetensors", LLAMA),
                 "fp16": (f"{STEM}_comfy_fp16.safetensors", LLAMA),
                 "fp8_scaled": (f"{STEM}_fp8_scaled.safetensors", LLAMA_FP8)}
+# A text-to-video model: the keyframe the tests offer it is a black image.
+VIDEO = dit_graphs.Clip(frames=FRAMES, size=SIZE, keyframe={
+    "class_type": "EmptyImage", "inputs": {
+        "width": SIZE, "height": SIZE, "batch_size": 1, "color": 0}})
+# reference: (latents [B,C,F,H,W], frames [F,H,W,C]) of the pipeline called as a user calls it
+# (cfg is its embedded guidance_scale; the negative prompt goes unused, as there).
+graph, reference = VIDEO.graph, VIDEO.reference
 
 
 @pytest.fixture(scope="module")
 def hunyuan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A models folder with the tiny HunyuanVideo as a diffusers folder and as single files."""
-    base = tmp_path_factory.mktemp("tiny-hunyuan")
-    folders = Folders.under(base)
-    folders.ensure()
-    pipe = tiny_hunyuan.build_pipeline(base / "work")
-    pipe.save_pretrained(folders.models / "diffusers" / STEM)
-    tiny_hunyuan.write_single_files(pipe, folders.models)
-    previous = active_folders()
-    use_folders(folders)
-    yield {"folders": folders, "pipe": pipe}
-    use_folders(previous)
-
-
-def graph(loader: dict[str, Any], keyframe: bool = False, **settings: Any) -> dict[str, Any]:
-    inputs = {"model": ["1", 0], "conditioning": ["2", 0], "frames": FRAMES, "steps": 3,
-              "cfg": 5.0, "min_cfg": 1.0, "seed": 7, "scheduler": "default", "width": SIZE,
-              "height": SIZE, "fps": 7, "motion_bucket_id": 127, "noise_aug_strength": 0.02,
-              "context_length": 0, "context_overlap": 4, "context_blend": "cosine",
-              "decode": True, "decode_chunk_size": 0}
-    inputs.update(settings)
-    prompt = {
-        "1": loader,
-        "2": {"class_type": "KinemaTextEncode", "inputs": {
-            "model": ["1", 0], "prompt": PROMPT, "negative_prompt": NEGATIVE}},
-        "3": {"class_type": "TemporalDenoiser", "inputs": inputs},
-        "4": {"class_type": "CaptureOutputs", "inputs": {"value": ["3", 0]}},
-        "5": {"class_type": "CaptureOutputs", "inputs": {"value": ["3", 1]}},
-    }
-    if keyframe:
-        prompt["6"] = {"class_type": "EmptyImage", "inputs": {
-            "width": SIZE, "height": SIZE, "batch_size": 1, "color": 0}}
-        inputs["keyframe"] = ["6", 0]
-    return prompt
-
-
-def folder_loader() -> dict[str, Any]:
-    return {"class_type": "KinemaModelLoader", "inputs": {"model": STEM}}
+    with dit_graphs.models_folders(tmp_path_factory, "tiny-hunyuan") as folders:
+        pipe = tiny_hunyuan.build_pipeline(folders.base / "work")
+        pipe.save_pretrained(folders.models / "diffusers" / STEM)
+        tiny_hunyuan.write_single_files(pipe, folders.models)
+        yield {"folders": folders, "pipe": pipe}
 
 
 def file_loader(diffusion_model: str = f"{STEM}.safetensors", text_encoder: str = LLAMA,
                 text_encoder_2: str = CLIP, vae: str = f"{STEM}_vae.safetensors",
                 ) -> dict[str, Any]:
-    return {"class_type": "DiTModelLoader", "inputs": {
-        "diffusion_model": diffusion_model, "text_encoder": text_encoder, "vae": vae,
-        "diffusion_model_2": "none", "text_encoder_2": text_encoder_2}}
-
-
-def reference(pipe: HunyuanVideoPipeline) -> tuple[torch.Tensor, np.ndarray]:
-    """(latents [B,C,F,H,W], frames [F,H,W,C]) of the pipeline called as a user calls it
-    (cfg is its embedded guidance_scale; the negative prompt goes unused, as there)."""
-    args = dict(prompt=PROMPT, negative_prompt=NEGATIVE, height=SIZE, width=SIZE,
-                num_frames=FRAMES, num_inference_steps=3, guidance_scale=5.0,
-                generator=torch.Generator().manual_seed(7))
-    latents = pipe(output_type="latent", **args).frames
-    args["generator"] = torch.Generator().manual_seed(7)
-    return latents, pipe(output_type="np", **args).frames[0]
-
-
-def run_ok(prompt: dict[str, Any]) -> Any:
-    run = run_graph(prompt)
-    assert run.result.status == "success", run.result.error["exception_message"]
-    return run
-
-
-def run_error(prompt: dict[str, Any]) -> dict[str, Any]:
-    run = run_graph(prompt)
-    assert run.result.status == "error"
-    return run.result.error
-
-
-def assert_same(run: Any, latents: torch.Tensor, frames: np.ndarray) -> None:
-    got_latents = run.captured["4"]["samples"]
-    got_frames = run.captured["5"]
-    assert got_latents.shape == latents.shape
-    assert (got_latents - latents).abs().max().item() <= TOLERANCE
-    assert tuple(got_frames.shape) == frames.shape  # [F,H,W,C]
-    assert np.abs(got_frames.numpy() - frames).max() <= TOLERANCE
+    """DiTModelLoader of the single files, the tiny model's by default."""
+    return dit_graphs.file_loader(diffusion_model, text_encoder, vae,
+                                  diffusion_model_2="none", text_encoder_2=text_encoder_2)
 
 
 def with_weights(pipe: HunyuanVideoPipeline, transformer: dict[str, torch.Tensor],
@@ -135,23 +75,14 @@ def with_weights(pipe: HunyuanVideoPipeline, transformer: dict[str, torch.Tensor
     model.load_state_dict(convert_transformer(original, 128))
     encoder = LlamaModel(pipe.text_encoder.config)
     encoder.load_state_dict({k.removeprefix("model."): v.float() for k, v in llama.items()})
-    copy = type(pipe)(**{**pipe.components, "transformer": model.eval(),
-                         "text_encoder": encoder.eval()})
-    copy.set_progress_bar_config(disable=True)
-    return copy
+    return dit_graphs.with_components(pipe, transformer=model.eval(), text_encoder=encoder.eval())
 
 
 def test_a_diffusers_folder_gives_the_pipelines_clip(hunyuan):
-    prompt = graph(folder_loader())
-    prompt["7"] = {"class_type": "LatentDecode", "inputs": {
-        "model": ["1", 0], "latent": ["3", 0], "chunk_size": 8, "tile": False,
-        "tile_size": 512, "tile_overlap": 64}}
-    prompt["8"] = {"class_type": "CaptureOutputs", "inputs": {"value": ["7", 0]}}
-    run = run_ok(prompt)
+    run = run_ok(dit_graphs.with_latent_decode(graph(folder_loader(STEM))))
     latents, frames = reference(hunyuan["pipe"])
     assert_same(run, latents, frames)
-    total = run.progress("3")[-1][1]
-    assert run.progress("3") == [(i, total) for i in range(1, total + 1)]  # per step
+    dit_graphs.assert_progress_per_step(run)
     # The LATENT decodes to the same frames with LatentDecode (the whole clip at once).
     assert np.abs(run.captured["8"].numpy() - frames).max() <= TOLERANCE
 
@@ -180,17 +111,16 @@ def test_flow_samplers_with_shift_are_the_diffusers_schedulers(hunyuan, sampler,
         scheduler = UniPCMultistepScheduler.from_config(
             pipe.scheduler.config, prediction_type="flow_prediction", use_flow_sigmas=True,
             flow_shift=shift)
-    reference_pipe = HunyuanVideoPipeline(**{**pipe.components, "scheduler": scheduler})
-    reference_pipe.set_progress_bar_config(disable=True)
-    run = run_ok(graph(folder_loader(), scheduler=sampler, shift=shift))
+    reference_pipe = dit_graphs.with_components(pipe, HunyuanVideoPipeline, scheduler=scheduler)
+    run = run_ok(graph(folder_loader(STEM), scheduler=sampler, shift=shift))
     assert_same(run, *reference(reference_pipe))
 
 
 def test_samplers_the_pipeline_cannot_drive_are_refused(hunyuan):
-    error = run_error(graph(folder_loader(), scheduler="dpmpp_2m"))
+    error = run_error(graph(folder_loader(STEM), scheduler="dpmpp_2m"))
     assert "dpmpp_2m cannot take" in error["exception_message"]
     assert "default, euler, unipc" in error["exception_message"]
-    error = run_error(graph(folder_loader(), scheduler="ddim"))
+    error = run_error(graph(folder_loader(STEM), scheduler="ddim"))
     assert "not a flow-matching sampler" in error["exception_message"]
     assert error["node_id"] == "3"
 
@@ -200,10 +130,10 @@ def test_clips_the_model_cannot_make_are_refused_clearly(hunyuan):
                               ({"frames": 133}, "make at most 129 frames"),
                               ({"context_length": 5}, "set context_length to 0"),
                               ({"width": 40}, "multiples of 16 pixels")):
-        error = run_error(graph(folder_loader(), **settings))
+        error = run_error(graph(folder_loader(STEM), **settings))
         assert message in error["exception_message"], settings
         assert error["node_id"] == "3"
-    error = run_error(graph(folder_loader(), keyframe=True))
+    error = run_error(graph(folder_loader(STEM), keyframe=True))
     assert "HunyuanVideo text-to-video: disconnect the keyframe" in error["exception_message"]
 
 
@@ -289,19 +219,14 @@ def test_the_published_shapes_give_the_published_configurations():
 def test_wrong_or_missing_files_are_clear_errors(hunyuan):
     models = hunyuan["folders"].models
     source = models / "diffusion_models" / f"{STEM}.safetensors"
-    (models / "diffusion_models" / "cut.safetensors").write_bytes(
-        source.read_bytes()[: source.stat().st_size // 2])
-    save_file({"weight": torch.zeros(2)}, models / "diffusion_models" / "foreign.safetensors")
-    partial = load_file(source)
-    del partial["final_layer.linear.weight"]
-    save_file(partial, models / "diffusion_models" / "partial.safetensors")
+    dit_graphs.write_broken_files(source, without="final_layer.linear.weight")
     for name, message in (("cut.safetensors", "truncated or corrupt"),
                           ("foreign.safetensors", "no weights of a known family"),
                           ("partial.safetensors", "the file is incomplete")):
         error = run_error(graph(file_loader(name)))
         assert error["node_id"] == "1"
         assert message in error["exception_message"], name
-    save_file({"weight": torch.zeros(2)}, models / "vae" / "foreign_vae.safetensors")
+    dit_graphs.write_foreign(models / "vae" / "foreign_vae.safetensors")
     for loader, message in (
             (file_loader(vae="foreign_vae.safetensors"), "not a HunyuanVideo VAE"),
             (file_loader(text_encoder=CLIP), "is CLIP-L: it goes in text_encoder_2"),
@@ -309,16 +234,12 @@ def test_wrong_or_missing_files_are_clear_errors(hunyuan):
             (file_loader(text_encoder_2="none"), "needs CLIP-L")):
         assert message in run_error(graph(loader))["exception_message"]
     # An input HunyuanVideo has no use for is refused by name.
-    (models / "clip_vision").mkdir(parents=True, exist_ok=True)
-    save_file({"weight": torch.zeros(2)}, models / "clip_vision" / "vision.safetensors")
+    dit_graphs.write_foreign(models / "clip_vision" / "vision.safetensors")
     loader = file_loader()
     loader["inputs"]["clip_vision"] = "vision.safetensors"
     assert "has no clip_vision: set clip_vision to none" in run_error(
         graph(loader))["exception_message"]
-    from nodes.diffusion.loading import load_model
-
-    with pytest.raises(ModelLoadError, match="Load DiT Video Model"):
-        load_model(source, source.name)
+    dit_graphs.assert_checkpoint_loader_refuses(source)
 
 
 def test_a_missing_llama_tokenizer_names_its_folder(hunyuan):

@@ -24,26 +24,22 @@ from diffusers.loaders.single_file_utils import (
     convert_ltx_transformer_checkpoint_to_diffusers,
     convert_ltx_vae_checkpoint_to_diffusers,
 )
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from engine.folders import Folders, active_folders, use_folders
-from nodes.diffusion.anchor import keyframe_image
 from nodes.diffusion.families import folder_family
 from nodes.diffusion.families.base import VideoSettings
 from nodes.diffusion.families.ltx import transformer_config, vae_config
 from nodes.diffusion.loading import load_model
-from nodes.diffusion.model_files import ModelLoadError
 from nodes.diffusion.video import decode_video, generate
-from nodes.imaging import tensor_to_pil
 from nodes.text import encode_text
-from tests.generation import tiny_ltx, tiny_wan
-from tests.generation.workspace import run_graph
+from tests.generation import dit_graphs, tiny_ltx, tiny_wan
+from tests.generation.dit_graphs import TOLERANCE, assert_same, folder_loader, run_error, run_ok
 
-TOLERANCE = 1e-4
-PROMPT, NEGATIVE = "a cat walks on the beach", "blurry"
 STEM, I2V = "tiny-ltx", "tiny-ltx-i2v"
 STEPS, CFG, SEED = 3, 3.0, 7
+VIDEO = dit_graphs.Clip(frames=tiny_ltx.FRAMES, size=tiny_ltx.SIZE, steps=STEPS, cfg=CFG,
+                        seed=SEED)
+graph = VIDEO.graph
 # diffusion model file → VAE file for each variant (the all-in-one file is both).
 SINGLE_FILES = {"fp32": (f"{STEM}.safetensors", f"{STEM}.safetensors"),
                 "fp16": (f"{STEM}_fp16.safetensors", f"{STEM}_fp16.safetensors"),
@@ -54,56 +50,19 @@ SINGLE_FILES = {"fp32": (f"{STEM}.safetensors", f"{STEM}.safetensors"),
 @pytest.fixture(scope="module")
 def ltx(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A models folder with a tiny LTX-Video as a diffusers folder and as ComfyUI's files."""
-    base = tmp_path_factory.mktemp("tiny-ltx")
-    folders = Folders.under(base)
-    folders.ensure()
-    pipe = tiny_ltx.build_ltx_pipeline(base / "work")
-    pipe.save_pretrained(folders.models / "diffusers" / STEM)
-    LTXImageToVideoPipeline(**pipe.components).save_pretrained(folders.models / "diffusers" / I2V)
-    tiny_ltx.write_single_files(pipe, tiny_wan.spiece_model(), folders.models, STEM)
-    keyframe = torch.rand(1, tiny_ltx.SIZE, tiny_ltx.SIZE, 3,
-                          generator=torch.Generator().manual_seed(0))
-    tensor_to_pil(keyframe[0]).save(folders.input / "keyframe.png")
-    previous = active_folders()
-    use_folders(folders)
-    yield {"folders": folders, "pipe": pipe}
-    use_folders(previous)
-
-
-def denoiser(**settings: Any) -> dict[str, Any]:
-    inputs = {"model": ["1", 0], "conditioning": ["2", 0], "frames": tiny_ltx.FRAMES,
-              "steps": STEPS, "cfg": CFG, "min_cfg": 1.0, "seed": SEED, "scheduler": "default",
-              "width": tiny_ltx.SIZE, "height": tiny_ltx.SIZE, "fps": 7,
-              "motion_bucket_id": 127, "noise_aug_strength": 0.02, "context_length": 0,
-              "context_overlap": 4, "context_blend": "cosine", "decode": True,
-              "decode_chunk_size": 0}
-    inputs.update(settings)
-    return {"class_type": "TemporalDenoiser", "inputs": inputs}
-
-
-def graph(loader: dict[str, Any], keyframe: bool = False, **settings: Any) -> dict[str, Any]:
-    prompt = {
-        "1": loader,
-        "2": {"class_type": "KinemaTextEncode", "inputs": {
-            "model": ["1", 0], "prompt": PROMPT, "negative_prompt": NEGATIVE}},
-        "3": denoiser(**settings),
-        "4": {"class_type": "CaptureOutputs", "inputs": {"value": ["3", 0]}},
-        "5": {"class_type": "CaptureOutputs", "inputs": {"value": ["3", 1]}},
-    }
-    if keyframe:
-        prompt["6"] = {"class_type": "LoadImage", "inputs": {"image": "keyframe.png"}}
-        prompt["3"]["inputs"]["keyframe"] = ["6", 0]
-    return prompt
-
-
-def folder_loader(name: str = STEM) -> dict[str, Any]:
-    return {"class_type": "KinemaModelLoader", "inputs": {"model": name}}
+    with dit_graphs.models_folders(tmp_path_factory, "tiny-ltx") as folders:
+        pipe = tiny_ltx.build_ltx_pipeline(folders.base / "work")
+        pipe.save_pretrained(folders.models / "diffusers" / STEM)
+        LTXImageToVideoPipeline(**pipe.components).save_pretrained(
+            folders.models / "diffusers" / I2V)
+        tiny_ltx.write_single_files(pipe, tiny_wan.spiece_model(), folders.models, STEM)
+        dit_graphs.write_keyframe(folders, tiny_ltx.SIZE, tiny_ltx.SIZE)
+        yield {"folders": folders, "pipe": pipe}
 
 
 def file_loader(diffusion_model: str, vae: str) -> dict[str, Any]:
-    return {"class_type": "DiTModelLoader", "inputs": {
-        "diffusion_model": diffusion_model, "text_encoder": f"{STEM}_t5xxl.safetensors",
-        "vae": vae}}
+    """DiTModelLoader of ``diffusion_model`` and ``vae`` with the T5 file."""
+    return dit_graphs.file_loader(diffusion_model, f"{STEM}_t5xxl.safetensors", vae)
 
 
 def reference(pipe: Any, **overrides: Any) -> tuple[torch.Tensor, np.ndarray]:
@@ -116,35 +75,11 @@ def reference(pipe: Any, **overrides: Any) -> tuple[torch.Tensor, np.ndarray]:
         steps.append(kwargs["latents"].clone())
         return {}
 
-    args = dict(prompt=PROMPT, negative_prompt=NEGATIVE, height=size, width=size,
-                num_frames=frames, num_inference_steps=STEPS, guidance_scale=CFG,
-                generator=torch.Generator().manual_seed(SEED), callback_on_step_end=keep)
-    args.update(overrides)
+    args = VIDEO.pipeline_args(callback_on_step_end=keep, **overrides)
     video = pipe(output_type="np", **args).frames[0]
     grid = size // pipe.vae_spatial_compression_ratio
     latent_frames = (frames - 1) // pipe.vae_temporal_compression_ratio + 1
     return pipe._unpack_latents(steps[-1], latent_frames, grid, grid), video
-
-
-def run_ok(prompt: dict[str, Any]) -> Any:
-    run = run_graph(prompt)
-    assert run.result.status == "success", run.result.error
-    return run
-
-
-def run_error(prompt: dict[str, Any]) -> dict[str, Any]:
-    run = run_graph(prompt)
-    assert run.result.status == "error"
-    return run.result.error
-
-
-def assert_same(run: Any, latents: torch.Tensor, frames: np.ndarray) -> None:
-    got_latents = run.captured["4"]["samples"]
-    got_frames = run.captured["5"]
-    assert got_latents.shape == latents.shape
-    assert (got_latents - latents).abs().max().item() <= TOLERANCE
-    assert tuple(got_frames.shape) == frames.shape  # [F,H,W,C]
-    assert np.abs(got_frames.numpy() - frames).max() <= TOLERANCE
 
 
 def with_weights(pipe: LTXPipeline, stored: dict[str, torch.Tensor]) -> LTXPipeline:
@@ -157,32 +92,17 @@ def with_weights(pipe: LTXPipeline, stored: dict[str, torch.Tensor]) -> LTXPipel
          if k not in vae_state}))
     vae = AutoencoderKLLTXVideo(**pipe.vae.config)
     vae.load_state_dict(convert_ltx_vae_checkpoint_to_diffusers(vae_state))
-    copy = LTXPipeline(**{**pipe.components, "transformer": transformer.eval(),
-                          "vae": vae.eval()})
-    copy.set_progress_bar_config(disable=True)
-    return copy
-
-
-def keyframe_of(ltx: dict[str, Any]) -> Image.Image:
-    """The keyframe as the graph loads it, handed to the pipeline as a user would."""
-    pixels = np.asarray(Image.open(ltx["folders"].input / "keyframe.png"), dtype=np.float32)
-    return keyframe_image(torch.from_numpy(pixels / 255)[None])
+    return dit_graphs.with_components(pipe, LTXPipeline, transformer=transformer.eval(),
+                                      vae=vae.eval())
 
 
 def test_an_ltx_diffusers_folder_gives_the_pipelines_clip(ltx):
-    prompt = graph(folder_loader())
     # The latent decoded on its own (LatentDecode) is the pipeline's clip too.
-    prompt["7"] = {"class_type": "LatentDecode", "inputs": {
-        "model": ["1", 0], "latent": ["3", 0], "chunk_size": 8, "tile": False,
-        "tile_size": 512, "tile_overlap": 64}}
-    prompt["8"] = {"class_type": "CaptureOutputs", "inputs": {"value": ["7", 0]}}
-    run = run_ok(prompt)
+    run = run_ok(dit_graphs.with_latent_decode(graph(folder_loader(STEM))))
     latents, frames = reference(ltx["pipe"])
     assert_same(run, latents, frames)
     assert np.abs(run.captured["8"].numpy() - frames).max() <= TOLERANCE
-    total = run.progress("3")[-1][1]
-    assert total == STEPS
-    assert run.progress("3") == [(i, total) for i in range(1, total + 1)]  # per step
+    assert dit_graphs.assert_progress_per_step(run) == STEPS
 
 
 @pytest.mark.parametrize("variant", list(SINGLE_FILES))
@@ -199,9 +119,8 @@ def test_comfyui_files_give_the_pipelines_clip(ltx, variant):
 
 def test_a_keyframe_gives_the_image_to_video_pipelines_clip(ltx):
     """From an LTXImageToVideoPipeline folder (an LTXPipeline folder takes a keyframe alike)."""
-    pipe = LTXImageToVideoPipeline(**ltx["pipe"].components)
-    pipe.set_progress_bar_config(disable=True)
-    want = reference(pipe, image=keyframe_of(ltx))
+    pipe = dit_graphs.with_components(ltx["pipe"], LTXImageToVideoPipeline)
+    want = reference(pipe, image=dit_graphs.stored_keyframe(ltx["folders"]))
     assert_same(run_ok(graph(folder_loader(I2V), keyframe=True)), *want)
     # LTX-Video 0.9.7's diffusers folders name LTXConditionPipeline: the same five components.
     condition = ltx["folders"].models / "diffusers" / "condition"
@@ -220,11 +139,10 @@ def test_flow_samplers_are_the_diffusers_schedulers(ltx, sampler, shift):
     else:
         scheduler = UniPCMultistepScheduler.from_config(
             config, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=1.0)
-    reference_pipe = LTXPipeline(**{**pipe.components, "scheduler": scheduler})
-    reference_pipe.set_progress_bar_config(disable=True)
-    assert_same(run_ok(graph(folder_loader(), scheduler=sampler, shift=shift)),
+    reference_pipe = dit_graphs.with_components(pipe, LTXPipeline, scheduler=scheduler)
+    assert_same(run_ok(graph(folder_loader(STEM), scheduler=sampler, shift=shift)),
                 *reference(reference_pipe))
-    error = run_error(graph(folder_loader(), scheduler="dpmpp_2m"))
+    error = run_error(graph(folder_loader(STEM), scheduler="dpmpp_2m"))
     assert "DPM-Solver" in error["exception_message"] and error["node_id"] == "3"
 
 
@@ -234,7 +152,7 @@ def test_the_decode_noise_comes_from_where_the_denoising_left_the_generator(ltx)
     model = load_model(ltx["folders"].models / "diffusers" / STEM, STEM)
     settings = VideoSettings(frames=tiny_ltx.FRAMES, steps=STEPS, cfg=CFG, seed=SEED,
                              width=tiny_ltx.SIZE, height=tiny_ltx.SIZE)
-    video = generate(model, settings, encode_text(model, PROMPT, NEGATIVE))
+    video = generate(model, settings, encode_text(model, VIDEO.prompt, VIDEO.negative))
     noisy = dataclasses.replace(video, decode_timestep=0.05, decode_noise_scale=0.025)
     frames = decode_video(noisy).numpy()
     _, want = reference(ltx["pipe"], decode_timestep=0.05, decode_noise_scale=0.025)
@@ -277,8 +195,7 @@ def test_the_architecture_is_read_from_the_shapes(ltx):
 def test_foreign_truncated_and_misplaced_files_are_clear_errors(ltx):
     models = ltx["folders"].models
     source = models / "diffusion_models" / f"{STEM}.safetensors"
-    (models / "diffusion_models" / "cut.safetensors").write_bytes(
-        source.read_bytes()[: source.stat().st_size // 2])
+    dit_graphs.write_truncated(source)
     state = load_file(source)
     save_file({k: v for k, v in state.items() if "proj_out" not in k},
               models / "diffusion_models" / "partial.safetensors")
@@ -296,11 +213,11 @@ def test_foreign_truncated_and_misplaced_files_are_clear_errors(ltx):
         assert error["node_id"] == "1"
         assert message in error["exception_message"], error["exception_message"]
     # The all-in-one checkpoint in the checkpoint loader says where it belongs.
-    with pytest.raises(ModelLoadError, match="Load DiT Video Model"):
-        load_model(source, source.name)
+    dit_graphs.assert_checkpoint_loader_refuses(source)
     # A conditioning without attention masks (another family's) is refused by the denoiser.
     model = load_model(models / "diffusers" / STEM, STEM)
-    conditioning = dataclasses.replace(encode_text(model, PROMPT, NEGATIVE), extras={})
+    conditioning = dataclasses.replace(encode_text(model, VIDEO.prompt, VIDEO.negative),
+                                       extras={})
     with pytest.raises(ValueError, match="attention masks"):
         generate(model, VideoSettings(frames=tiny_ltx.FRAMES, steps=1,
                                       width=tiny_ltx.SIZE, height=tiny_ltx.SIZE), conditioning)

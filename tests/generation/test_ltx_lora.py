@@ -9,10 +9,10 @@ import torch
 from diffusers import LTXPipeline
 from safetensors.torch import save_file
 
-from tests.generation.test_ltx import STEM, folder_loader, graph, ltx, reference, run_ok
+from tests.generation.dit_graphs import TOLERANCE, folder_loader, run_ok, with_model_node
+from tests.generation.test_ltx import STEM, graph, ltx, reference
 
 __all__ = ["ltx"]  # the module-scoped models fixture, shared with test_ltx
-TOLERANCE = 1e-4
 LORA = "tiny-ltx-lora.safetensors"
 
 
@@ -31,11 +31,9 @@ def ltx_lora(transformer: torch.nn.Module, rank: int = 4) -> dict[str, torch.Ten
 
 
 def with_lora(prompt: dict[str, Any], strength: float) -> dict[str, Any]:
-    prompt["9"] = {"class_type": "DiTLoraLoader", "inputs": {
-        "model": ["1", 0], "lora": LORA, "strength": strength, "expert": "both"}}
-    prompt["2"]["inputs"]["model"] = ["9", 0]
-    prompt["3"]["inputs"]["model"] = ["9", 0]
-    return prompt
+    """``prompt`` with its model through DiTLoraLoader (node "9") loading ``LORA``."""
+    return with_model_node(prompt, "DiTLoraLoader", lora=LORA, strength=strength,
+                           expert="both")
 
 
 def test_an_ltx_lora_gives_the_pipelines_clip_with_that_lora(ltx):
@@ -48,8 +46,8 @@ def test_an_ltx_lora_gives_the_pipelines_clip_with_that_lora(ltx):
     pipe.load_lora_weights(dict(state), adapter_name="lora")
     pipe.transformer.set_adapters(["lora"], [0.8])
     want = reference(pipe)[0]
-    got = run_ok(with_lora(graph(folder_loader()), 0.8)).captured["4"]["samples"]
+    got = run_ok(with_lora(graph(folder_loader(STEM)), 0.8)).captured["4"]["samples"]
     assert (got - want).abs().max().item() <= TOLERANCE
-    plain = run_ok(graph(folder_loader())).captured["4"]["samples"]
+    plain = run_ok(graph(folder_loader(STEM))).captured["4"]["samples"]
     assert (plain - want).abs().max().item() > 1e-3
     assert (plain - reference(ltx["pipe"])[0]).abs().max().item() <= TOLERANCE

@@ -6,116 +6,49 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
 from safetensors.torch import load_file, save_file
 
-from engine.folders import Folders, active_folders, use_folders
 from engine.graph import PromptError, validate_prompt
-from nodes.diffusion.anchor import keyframe_image
 from nodes.diffusion.families.wan import transformer_config, vae_config
-from nodes.diffusion.model_files import ModelLoadError
-from nodes.imaging import tensor_to_pil
-from tests.generation import tiny_wan
-from tests.generation.workspace import registry, run_graph
+from tests.generation import dit_graphs, tiny_wan
+from tests.generation.dit_graphs import assert_same, folder_loader, run_error, run_ok, with_keyframe
+from tests.generation.workspace import registry
 
-TOLERANCE = 1e-4
-PROMPT, NEGATIVE = "a cat walks on the beach", "blurry"
 WAN21, WAN22, I2V, TI2V = "tiny-wan", "tiny-wan22", "tiny-wan-i2v", "tiny-wan22-ti2v"
 SINGLE_FILES = {"fp32": f"{WAN21}.safetensors", "fp16": f"{WAN21}_comfy_fp16.safetensors",
                 "fp8_scaled": f"{WAN21}_fp8_scaled.safetensors"}
+VIDEO = dit_graphs.Clip(frames=tiny_wan.FRAMES, size=tiny_wan.SIZE)
+graph, reference = VIDEO.graph, VIDEO.reference
 
 
 @pytest.fixture(scope="module")
 def wan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A models folder with tiny Wan 2.1 and Wan 2.2 (two experts), as folders and files."""
-    base = tmp_path_factory.mktemp("tiny-wan")
-    folders = Folders.under(base)
-    folders.ensure()
-    spiece = tiny_wan.spiece_model()
-    pipes = {WAN21: tiny_wan.build_wan_pipeline(base / "work"),
-             WAN22: tiny_wan.build_wan_pipeline(base / "work22", two_experts=True, seed=1),
-             I2V: tiny_wan.build_wan_pipeline(base / "work-i2v", image_to_video=True, seed=2),
-             TI2V: tiny_wan.build_wan_pipeline(base / "work-ti2v", ti2v=True, seed=3)}
-    for stem, pipe in pipes.items():
-        pipe.save_pretrained(folders.models / "diffusers" / stem)
-        tiny_wan.write_single_files(pipe, spiece, folders.models, stem)
-    previous = active_folders()
-    use_folders(folders)
-    keyframe = torch.rand(1, tiny_wan.SIZE, tiny_wan.SIZE, 3, generator=torch.Generator()
-                          .manual_seed(0))
-    tensor_to_pil(keyframe[0]).save(folders.input / "keyframe.png")
-    yield {"folders": folders, "pipes": pipes}
-    use_folders(previous)
-
-
-def denoiser(model: list, **settings: Any) -> dict[str, Any]:
-    inputs = {"model": model, "conditioning": ["2", 0], "frames": tiny_wan.FRAMES, "steps": 3,
-              "cfg": 5.0, "min_cfg": 1.0, "seed": 7, "scheduler": "default",
-              "width": tiny_wan.SIZE, "height": tiny_wan.SIZE, "fps": 7,
-              "motion_bucket_id": 127, "noise_aug_strength": 0.02, "context_length": 0,
-              "context_overlap": 4, "context_blend": "cosine", "decode": True,
-              "decode_chunk_size": 0}
-    inputs.update(settings)
-    return {"class_type": "TemporalDenoiser", "inputs": inputs}
-
-
-def graph(loader: dict[str, Any], **settings: Any) -> dict[str, Any]:
-    return {
-        "1": loader,
-        "2": {"class_type": "KinemaTextEncode", "inputs": {
-            "model": ["1", 0], "prompt": PROMPT, "negative_prompt": NEGATIVE}},
-        "3": denoiser(["1", 0], **settings),
-        "4": {"class_type": "CaptureOutputs", "inputs": {"value": ["3", 0]}},
-        "5": {"class_type": "CaptureOutputs", "inputs": {"value": ["3", 1]}},
-    }
-
-
-def folder_loader(name: str) -> dict[str, Any]:
-    return {"class_type": "KinemaModelLoader", "inputs": {"model": name}}
+    with dit_graphs.models_folders(tmp_path_factory, "tiny-wan") as folders:
+        base = folders.base
+        spiece = tiny_wan.spiece_model()
+        pipes = {WAN21: tiny_wan.build_wan_pipeline(base / "work"),
+                 WAN22: tiny_wan.build_wan_pipeline(base / "work22", two_experts=True, seed=1),
+                 I2V: tiny_wan.build_wan_pipeline(base / "work-i2v", image_to_video=True,
+                                                  seed=2),
+                 TI2V: tiny_wan.build_wan_pipeline(base / "work-ti2v", ti2v=True, seed=3)}
+        for stem, pipe in pipes.items():
+            pipe.save_pretrained(folders.models / "diffusers" / stem)
+            tiny_wan.write_single_files(pipe, spiece, folders.models, stem)
+        dit_graphs.write_keyframe(folders, tiny_wan.SIZE, tiny_wan.SIZE)
+        yield {"folders": folders, "pipes": pipes}
 
 
 def file_loader(stem: str, diffusion_model: str, second: str = "none",
                 clip_vision: str = "none") -> dict[str, Any]:
-    return {"class_type": "DiTModelLoader", "inputs": {
-        "diffusion_model": diffusion_model, "text_encoder": f"{stem}_umt5.safetensors",
-        "vae": f"{stem}_vae.safetensors", "diffusion_model_2": second,
-        "clip_vision": clip_vision}}
-
-
-def with_keyframe(prompt: dict[str, Any]) -> dict[str, Any]:
-    prompt["6"] = {"class_type": "LoadImage", "inputs": {"image": "keyframe.png"}}
-    prompt["3"]["inputs"]["keyframe"] = ["6", 0]
-    return prompt
-
-
-def reference(pipe: WanPipeline, **overrides: Any) -> tuple[torch.Tensor, np.ndarray]:
-    """(latents, frames [F,H,W,C]) of the pipeline called as a user calls it."""
-    args = dict(prompt=PROMPT, negative_prompt=NEGATIVE, height=tiny_wan.SIZE,
-                width=tiny_wan.SIZE, num_frames=tiny_wan.FRAMES, num_inference_steps=3,
-                guidance_scale=5.0, generator=torch.Generator().manual_seed(7))
-    args.update(overrides)
-    latents = pipe(output_type="latent", **args).frames
-    args["generator"] = torch.Generator().manual_seed(7)
-    frames = pipe(output_type="np", **args).frames[0]
-    return latents, frames
-
-
-def run_ok(prompt: dict[str, Any]) -> Any:
-    run = run_graph(prompt)
-    assert run.result.status == "success", run.result.error["exception_message"]
-    return run
-
-
-def assert_same(run: Any, latents: torch.Tensor, frames: np.ndarray) -> None:
-    got_latents = run.captured["4"]["samples"]
-    got_frames = run.captured["5"]
-    assert got_latents.shape == latents.shape
-    assert (got_latents - latents).abs().max().item() <= TOLERANCE
-    assert tuple(got_frames.shape) == frames.shape  # [F,H,W,C]
-    assert np.abs(got_frames.numpy() - frames).max() <= TOLERANCE
+    """DiTModelLoader of ``diffusion_model`` (and ``second``, Wan 2.2's low-noise expert)
+    with ``stem``'s UMT5 and VAE files."""
+    return dit_graphs.file_loader(diffusion_model, f"{stem}_umt5.safetensors",
+                                  f"{stem}_vae.safetensors", diffusion_model_2=second,
+                                  clip_vision=clip_vision)
 
 
 def with_weights(pipe: WanPipeline, transformer: dict[str, torch.Tensor]) -> WanPipeline:
@@ -124,20 +57,16 @@ def with_weights(pipe: WanPipeline, transformer: dict[str, torch.Tensor]) -> Wan
 
     weights = convert_wan_transformer_to_diffusers(
         {k.removeprefix("model.diffusion_model."): v.float() for k, v in transformer.items()})
-    copy = type(pipe)(**{**pipe.components, "transformer": None},
-                      boundary_ratio=pipe.config.boundary_ratio)
     model = type(pipe.transformer)(**pipe.transformer.config)
     model.load_state_dict(weights)
-    copy.transformer = model.eval()
-    copy.set_progress_bar_config(disable=True)
-    return copy
+    return dit_graphs.with_components(pipe, transformer=model.eval(),
+                                      boundary_ratio=pipe.config.boundary_ratio)
 
 
 def test_a_wan_diffusers_folder_gives_the_pipelines_clip(wan):
     run = run_ok(graph(folder_loader(WAN21)))
     assert_same(run, *reference(wan["pipes"][WAN21]))
-    total = run.progress("3")[-1][1]
-    assert run.progress("3") == [(i, total) for i in range(1, total + 1)]  # per step
+    dit_graphs.assert_progress_per_step(run)
 
 
 @pytest.mark.parametrize("variant", list(SINGLE_FILES))
@@ -171,17 +100,14 @@ def test_flow_samplers_with_shift_are_the_diffusers_schedulers(wan, sampler, shi
         scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
     else:
         scheduler = type(base).from_config(base.config, flow_shift=shift)
-    reference_pipe = WanPipeline(**{**pipe.components, "scheduler": scheduler})
-    reference_pipe.set_progress_bar_config(disable=True)
     run = run_ok(graph(folder_loader(WAN21), scheduler=sampler, shift=shift))
-    assert_same(run, *reference(reference_pipe))
+    assert_same(run, *reference(dit_graphs.with_components(pipe, scheduler=scheduler)))
 
 
 def test_a_sampler_that_is_not_flow_matching_is_refused(wan):
-    run = run_graph(graph(folder_loader(WAN21), scheduler="ddim"))
-    assert run.result.status == "error"
-    assert "not a flow-matching sampler" in run.result.error["exception_message"]
-    assert run.result.error["node_id"] == "3"
+    error = run_error(graph(folder_loader(WAN21), scheduler="ddim"))
+    assert "not a flow-matching sampler" in error["exception_message"]
+    assert error["node_id"] == "3"
 
 
 def test_the_architecture_is_read_from_the_shapes(wan):
@@ -209,20 +135,14 @@ def test_the_architecture_is_read_from_the_shapes(wan):
 def test_a_truncated_or_foreign_file_is_a_clear_error_naming_the_node(wan):
     models = wan["folders"].models
     source = models / "diffusion_models" / f"{WAN21}.safetensors"
-    (models / "diffusion_models" / "cut.safetensors").write_bytes(
-        source.read_bytes()[: source.stat().st_size // 2])
-    save_file({"weight": torch.zeros(2)}, models / "diffusion_models" / "foreign.safetensors")
+    dit_graphs.write_broken_files(source)
     for name, message in (("cut.safetensors", "truncated or corrupt"),
                           ("foreign.safetensors", "no weights of a known family")):
-        run = run_graph(graph(file_loader(WAN21, name)))
-        assert run.result.status == "error"
-        assert run.result.error["node_id"] == "1"
-        assert message in run.result.error["exception_message"]
+        error = run_error(graph(file_loader(WAN21, name)))
+        assert error["node_id"] == "1"
+        assert message in error["exception_message"]
     # A transformer alone in the checkpoint loader says where it belongs.
-    with pytest.raises(ModelLoadError, match="Load DiT Video Model"):
-        from nodes.diffusion.loading import load_model
-
-        load_model(source, source.name)
+    dit_graphs.assert_checkpoint_loader_refuses(source)
 
 
 def test_a_text_encoder_without_tokenizer_names_the_folder_to_fill(wan, tmp_path):
@@ -232,9 +152,8 @@ def test_a_text_encoder_without_tokenizer_names_the_folder_to_fill(wan, tmp_path
     save_file(state, models / "text_encoders" / "bare_umt5.safetensors")
     loader = file_loader(WAN21, f"{WAN21}.safetensors")
     loader["inputs"]["text_encoder"] = "bare_umt5.safetensors"
-    run = run_graph(graph(loader))
-    assert run.result.status == "error"
-    assert "models/text_encoders/umt5-tokenizer/" in run.result.error["exception_message"]
+    error = run_error(graph(loader))
+    assert "models/text_encoders/umt5-tokenizer/" in error["exception_message"]
 
 
 def test_a_missing_component_file_is_refused_at_validation(wan):
@@ -246,27 +165,26 @@ def test_a_missing_component_file_is_refused_at_validation(wan):
     assert "models/vae/" in str(caught.value.node_errors["1"])
 
 
-
 def test_the_windowed_loop_is_the_pipelines_loop_when_one_window_covers_the_clip(wan):
     """denoise_wan follows WanPipeline.__call__ step for step; only the model call differs."""
     from nodes.diffusion.windows import ContextWindows, denoise_wan
 
     pipe = wan["pipes"][WAN22]  # two experts: the switch is in the loop too
-    embeds, negative = pipe.encode_prompt(PROMPT, NEGATIVE, True, 1, max_sequence_length=512)
+    embeds, negative = pipe.encode_prompt(VIDEO.prompt, VIDEO.negative, True, 1,
+                                          max_sequence_length=512)
     args = dict(prompt_embeds=embeds, negative_prompt_embeds=negative, height=tiny_wan.SIZE,
                 width=tiny_wan.SIZE, num_frames=9, num_inference_steps=3, guidance_scale=5.0)
     want = pipe(generator=torch.Generator().manual_seed(3), output_type="latent", **args).frames
     got = denoise_wan(pipe, ContextWindows(3, 3, 0), generator=torch.Generator().manual_seed(3),
                       callback_on_step_end=lambda *a: {}, **args)
-    assert (got - want).abs().max().item() <= TOLERANCE
+    assert (got - want).abs().max().item() <= dit_graphs.TOLERANCE
 
 
 def test_a_clip_longer_than_the_window_is_denoised_in_windows(wan):
     run = run_ok(graph(folder_loader(WAN21), frames=17, context_length=9, context_overlap=4))
     latents, frames = run.captured["4"]["samples"], run.captured["5"]
     assert latents.shape[2] == 5 and frames.shape[0] == 17  # 1 + 4 x 4 frames
-    total = run.progress("3")[-1][1]
-    assert run.progress("3") == [(i, total) for i in range(1, total + 1)]
+    dit_graphs.assert_progress_per_step(run)
     plain = run_ok(graph(folder_loader(WAN21), frames=17))
     assert (plain.captured["4"]["samples"] - latents).abs().max() > 1e-3  # windows did apply
 
@@ -274,11 +192,8 @@ def test_a_clip_longer_than_the_window_is_denoised_in_windows(wan):
 def test_wan21_image_to_video_gives_the_pipelines_clip(wan):
     """The keyframe goes to WanImageToVideoPipeline as the PIL image a user passes, from the
     folder and from single files with ComfyUI's CLIP vision file."""
-    from PIL import Image
-
     pipe = wan["pipes"][I2V]
-    image = keyframe_image(torch.from_numpy(np.asarray(Image.open(
-        wan["folders"].input / "keyframe.png"), dtype=np.float32) / 255)[None])
+    image = dit_graphs.stored_keyframe(wan["folders"])
     want = reference(pipe, image=image)
     assert_same(run_ok(with_keyframe(graph(folder_loader(I2V)))), *want)
     files = file_loader(I2V, f"{I2V}.safetensors", clip_vision=f"{I2V}_clip_vision.safetensors")
@@ -287,15 +202,12 @@ def test_wan21_image_to_video_gives_the_pipelines_clip(wan):
     for prompt, message in ((graph(folder_loader(I2V)), "connect a keyframe"),
                             (with_keyframe(graph(file_loader(I2V, f"{I2V}.safetensors"))),
                              "needs CLIP vision")):
-        run = run_graph(prompt)
-        assert run.result.status == "error"
-        assert message in run.result.error["exception_message"]
+        assert message in run_error(prompt)["exception_message"]
 
 
 def test_a_keyframe_on_a_text_to_video_model_is_refused(wan):
-    run = run_graph(with_keyframe(graph(folder_loader(WAN21))))
-    assert run.result.status == "error"
-    assert "disconnect the keyframe" in run.result.error["exception_message"]
+    error = run_error(with_keyframe(graph(folder_loader(WAN21))))
+    assert "disconnect the keyframe" in error["exception_message"]
 
 
 def test_wan22_ti2v_makes_video_from_text_and_from_a_keyframe(wan):
@@ -303,18 +215,14 @@ def test_wan22_ti2v_makes_video_from_text_and_from_a_keyframe(wan):
     token; text → video through WanPipeline, keyframe → video through
     WanImageToVideoPipeline, from the folder and from ComfyUI's single files."""
     from diffusers import WanImageToVideoPipeline
-    from PIL import Image
 
     pipe = wan["pipes"][TI2V]
     files = file_loader(TI2V, f"{TI2V}.safetensors")
     want = reference(pipe)
     assert_same(run_ok(graph(folder_loader(TI2V))), *want)
     assert_same(run_ok(graph(files)), *want)
-    image = keyframe_image(torch.from_numpy(np.asarray(Image.open(
-        wan["folders"].input / "keyframe.png"), dtype=np.float32) / 255)[None])
-    image_pipe = WanImageToVideoPipeline(**{k: v for k, v in pipe.components.items()},
-                                         boundary_ratio=None, expand_timesteps=True)
-    image_pipe.set_progress_bar_config(disable=True)
-    want = reference(image_pipe, image=image)
+    image_pipe = dit_graphs.with_components(pipe, WanImageToVideoPipeline,
+                                            boundary_ratio=None, expand_timesteps=True)
+    want = reference(image_pipe, image=dit_graphs.stored_keyframe(wan["folders"]))
     assert_same(run_ok(with_keyframe(graph(folder_loader(TI2V)))), *want)
     assert_same(run_ok(with_keyframe(graph(file_loader(TI2V, f"{TI2V}.safetensors")))), *want)

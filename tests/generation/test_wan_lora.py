@@ -12,17 +12,14 @@ from diffusers import WanPipeline
 from safetensors.torch import save_file
 
 from tests.generation import tiny_wan
-from tests.generation.test_wan import (
+from tests.generation.dit_graphs import (
     TOLERANCE,
-    WAN21,
-    WAN22,
     folder_loader,
-    graph,
-    reference,
+    run_error,
     run_ok,
-    wan,
+    with_model_node,
 )
-from tests.generation.workspace import run_graph
+from tests.generation.test_wan import WAN21, WAN22, graph, reference, wan
 
 __all__ = ["wan"]  # the module-scoped models fixture, shared with test_wan
 
@@ -41,11 +38,9 @@ def loras(wan) -> dict[str, dict[str, torch.Tensor]]:
 
 def with_lora(prompt: dict[str, Any], lora: str, strength: float,
               expert: str = "both") -> dict[str, Any]:
-    prompt["9"] = {"class_type": "DiTLoraLoader", "inputs": {
-        "model": ["1", 0], "lora": lora, "strength": strength, "expert": expert}}
-    prompt["2"]["inputs"]["model"] = ["9", 0]
-    prompt["3"]["inputs"]["model"] = ["9", 0]
-    return prompt
+    """``prompt`` with its model through DiTLoraLoader (node "9")."""
+    return with_model_node(prompt, "DiTLoraLoader", lora=lora, strength=strength,
+                           expert=expert)
 
 
 def reference_with_lora(wan: dict[str, Any], stem: str, state: dict[str, torch.Tensor],
@@ -84,6 +79,6 @@ def test_a_wan22_lora_goes_to_the_expert_chosen(wan, loras):
 
 def test_a_file_that_is_not_a_lora_is_a_clear_error(wan, loras):
     save_file({"weight": torch.zeros(2)}, wan["folders"].models / "loras" / "junk.safetensors")
-    run = run_graph(with_lora(graph(folder_loader(WAN21)), "junk.safetensors", 1.0))
-    assert run.result.status == "error" and run.result.error["node_id"] == "9"
-    assert "not a LoRA" in run.result.error["exception_message"]
+    error = run_error(with_lora(graph(folder_loader(WAN21)), "junk.safetensors", 1.0))
+    assert error["node_id"] == "9"
+    assert "not a LoRA" in error["exception_message"]

@@ -27,7 +27,6 @@ from diffusers import (
     CogVideoXPipeline,
     CogVideoXTransformer3DModel,
 )
-from safetensors.torch import save_file
 from transformers import T5Config, T5EncoderModel
 
 from nodes.diffusion.families.cogvideox import SAMPLE_1_0, SAMPLE_1_5
@@ -35,7 +34,7 @@ from nodes.diffusion.model_files import CONFIGS
 from tests.generation import tiny_wan
 
 T2V, I2V, I2V_15 = "tiny-cogvideox", "tiny-cogvideox-i2v", "tiny-cogvideox15-i2v"
-TEXT_WIDTH = 32
+TEXT_WIDTH = tiny_wan.TEXT_WIDTH  # the T5 encoder's (tiny_wan.t5_encoder)
 # 9 frames are 3 latent frames of 4x4 (2x2 patches): an odd count, which CogVideoX 1.5 pads.
 FRAMES, SIZE = 9, 32
 LATENT_SIZE = SIZE // 8
@@ -45,10 +44,7 @@ def build_pipeline(kind: str, work: Path, seed: int = 0) -> CogVideoXPipeline:
     """One tiny model (``T2V``, ``I2V`` or ``I2V_15``) as its diffusers pipeline."""
     torch.manual_seed(seed)
     tok = tiny_wan.tokenizer(tiny_wan.spiece_model(), work / "spiece")
-    encoder = T5EncoderModel(T5Config(
-        vocab_size=len(tok), d_model=TEXT_WIDTH, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8, relative_attention_max_distance=128,
-        feed_forward_proj="gated-gelu", is_encoder_decoder=False, tie_word_embeddings=False))
+    encoder = tiny_wan.t5_encoder(len(tok), T5EncoderModel, T5Config)
     version_15 = kind == I2V_15
     if kind == T2V:
         layout = dict(in_channels=16, **SAMPLE_1_0)
@@ -69,30 +65,19 @@ def build_pipeline(kind: str, work: Path, seed: int = 0) -> CogVideoXPipeline:
     scheduler = CogVideoXDDIMScheduler.from_pretrained(str(CONFIGS / "cogvideox"),
                                                        subfolder="scheduler")
     cls = CogVideoXPipeline if kind == T2V else CogVideoXImageToVideoPipeline
-    pipe = cls(tokenizer=tok, text_encoder=encoder.eval(), vae=vae.eval(),
+    pipe = cls(tokenizer=tok, text_encoder=encoder, vae=vae.eval(),
                transformer=transformer.eval(), scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def transformer_state(pipe: CogVideoXPipeline) -> dict[str, torch.Tensor]:
-    """The transformer's diffusion_pytorch_model.safetensors: diffusers' own state dict."""
-    return {k: v.detach().clone() for k, v in pipe.transformer.state_dict().items()}
-
-
 def write_single_files(pipe: CogVideoXPipeline, spiece: bytes, models: Path, stem: str) -> None:
     """<stem>.safetensors (diffusers' layout, fp32), <stem>_comfy_fp16 (prefixed, fp16),
     <stem>_fp8_scaled (prefixed); the T5 file and the VAE beside."""
-    state = transformer_state(pipe)
-    prefixed = {f"model.diffusion_model.{k}": v for k, v in state.items()}
-    folder = models / "diffusion_models"
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(state, folder / f"{stem}.safetensors")
-    save_file({k: v.half() for k, v in prefixed.items()}, folder / f"{stem}_comfy_fp16.safetensors")
-    save_file(tiny_wan.fp8_scaled(prefixed), folder / f"{stem}_fp8_scaled.safetensors")
-    (models / "text_encoders").mkdir(parents=True, exist_ok=True)
-    save_file(tiny_wan.comfy_text_encoder_state(pipe, spiece),
-              models / "text_encoders" / f"{stem}_t5xxl.safetensors")
-    (models / "vae").mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().clone() for k, v in pipe.vae.state_dict().items()},
-              models / "vae" / f"{stem}_vae.safetensors")
+    # The transformer's diffusion_pytorch_model.safetensors is diffusers' own state dict.
+    tiny_wan.write_transformer_files(tiny_wan.detached_state(pipe.transformer),
+                                     models / "diffusion_models", stem)
+    tiny_wan.save_weights(tiny_wan.comfy_text_encoder_state(pipe, spiece),
+                          models / "text_encoders" / f"{stem}_t5xxl.safetensors")
+    tiny_wan.save_weights(tiny_wan.detached_state(pipe.vae),
+                          models / "vae" / f"{stem}_vae.safetensors")

@@ -24,7 +24,6 @@ from diffusers import (
     HunyuanVideoTransformer3DModel,
 )
 from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
-from safetensors.torch import save_file
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import (
     CLIPTextConfig,
@@ -221,21 +220,16 @@ def comfy_clip_state(clip: CLIPTextModel) -> dict[str, torch.Tensor]:
 
 def write_single_files(pipe: HunyuanVideoPipeline, models: Path) -> None:
     """The single files beside each other as ComfyUI keeps them, and the tokenizer folders."""
-    original = original_transformer_state(pipe.transformer)
-    prefixed = {f"model.diffusion_model.{k}": v for k, v in original.items()}
-    folder = models / "diffusion_models"
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(original, folder / f"{STEM}.safetensors")
-    save_file({k: v.half() for k, v in prefixed.items()}, folder / f"{STEM}_comfy_fp16.safetensors")
-    save_file(tiny_wan.fp8_scaled(prefixed), folder / f"{STEM}_fp8_scaled.safetensors")
+    tiny_wan.write_transformer_files(original_transformer_state(pipe.transformer),
+                                     models / "diffusion_models", STEM)
     encoders = models / "text_encoders"
-    encoders.mkdir(parents=True, exist_ok=True)
     llama = comfy_llama_state(pipe.text_encoder)
-    save_file(llama, encoders / f"{STEM}_llava_llama3.safetensors")
-    save_file(tiny_wan.fp8_scaled(llama), encoders / f"{STEM}_llava_llama3_fp8_scaled.safetensors")
-    save_file(comfy_clip_state(pipe.text_encoder_2), encoders / f"{STEM}_clip_l.safetensors")
+    tiny_wan.save_weights(llama, encoders / f"{STEM}_llava_llama3.safetensors")
+    tiny_wan.save_weights(tiny_wan.fp8_scaled(llama),
+                          encoders / f"{STEM}_llava_llama3_fp8_scaled.safetensors")
+    tiny_wan.save_weights(comfy_clip_state(pipe.text_encoder_2),
+                          encoders / f"{STEM}_clip_l.safetensors")
     pipe.tokenizer.save_pretrained(str(encoders / "llama-tokenizer"))
     write_clip_tokenizer(encoders / "clip-tokenizer")
-    (models / "vae").mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().clone() for k, v in pipe.vae.state_dict().items()},
-              models / "vae" / f"{STEM}_vae.safetensors")
+    tiny_wan.save_weights(tiny_wan.detached_state(pipe.vae),
+                          models / "vae" / f"{STEM}_vae.safetensors")

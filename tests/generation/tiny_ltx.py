@@ -33,7 +33,7 @@ from transformers import T5Config, T5EncoderModel
 from nodes.diffusion.model_files import CONFIGS
 from tests.generation import tiny_wan
 
-TEXT_WIDTH = 32
+TEXT_WIDTH = tiny_wan.TEXT_WIDTH  # the T5 encoder's (tiny_wan.t5_encoder)
 LATENT_CHANNELS = 8
 # 2 latent frames of 2x2: LTX compresses 8x in time and 32x in space.
 FRAMES, SIZE = 9, 64
@@ -122,13 +122,10 @@ def build_transformer(**overrides: Any) -> LTXVideoTransformer3DModel:
 def build_ltx_pipeline(work: Path, *, seed: int = 0) -> LTXPipeline:
     torch.manual_seed(seed)
     tok = tiny_wan.tokenizer(tiny_wan.spiece_model(), work / "spiece")
-    encoder = T5EncoderModel(T5Config(
-        vocab_size=len(tok), d_model=TEXT_WIDTH, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8, feed_forward_proj="gated-gelu",
-        is_encoder_decoder=False, tie_word_embeddings=False))
+    encoder = tiny_wan.t5_encoder(len(tok), T5EncoderModel, T5Config)
     scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(str(CONFIGS / "ltx"),
                                                                subfolder="scheduler")
-    pipe = LTXPipeline(scheduler=scheduler, vae=build_vae("0.9.5"), text_encoder=encoder.eval(),
+    pipe = LTXPipeline(scheduler=scheduler, vae=build_vae("0.9.5"), text_encoder=encoder,
                        tokenizer=tok, transformer=build_transformer())
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -228,6 +225,5 @@ def write_single_files(pipe: LTXPipeline, spiece: bytes, models: Path, stem: str
             save_file(weights, models / kind / f"{stem}{suffix}.safetensors")
     save_file({k.removeprefix(VAE_PREFIX): v for k, v in vae.items()},
               models / "vae" / f"{stem}_vae.safetensors")
-    (models / "text_encoders").mkdir(parents=True, exist_ok=True)
-    save_file(tiny_wan.comfy_text_encoder_state(pipe, spiece),
-              models / "text_encoders" / f"{stem}_t5xxl.safetensors")
+    tiny_wan.save_weights(tiny_wan.comfy_text_encoder_state(pipe, spiece),
+                          models / "text_encoders" / f"{stem}_t5xxl.safetensors")

@@ -59,9 +59,21 @@ def spiece_model() -> bytes:
 
 
 def tokenizer(spiece: bytes, folder: Path) -> T5Tokenizer:
+    """The T5 tokenizer of the SentencePiece model ``spiece``, saved to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "spiece.model").write_bytes(spiece)
     return T5Tokenizer.from_pretrained(str(folder), extra_ids=0)
+
+
+def t5_encoder(vocab_size: int, model: type = UMT5EncoderModel,
+               config: type = UMT5Config) -> torch.nn.Module:
+    """A tiny T5-family text encoder, ``TEXT_WIDTH`` wide, in eval mode: UMT5 (Wan's) by
+    default, or T5 (LTX-Video's and CogVideoX's) with ``T5EncoderModel`` and ``T5Config``."""
+    return model(config(
+        vocab_size=vocab_size, d_model=TEXT_WIDTH, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=8, relative_attention_max_distance=128,
+        feed_forward_proj="gated-gelu", is_encoder_decoder=False,
+        tie_word_embeddings=False)).eval()
 
 
 def build_wan_pipeline(work: Path, *, two_experts: bool = False, seed: int = 0,
@@ -71,10 +83,7 @@ def build_wan_pipeline(work: Path, *, two_experts: bool = False, seed: int = 0,
     TI2V-5B-like (48-channel residual VAE, a timestep per token) with ``ti2v``."""
     torch.manual_seed(seed)
     tok = tokenizer(spiece_model(), work / "spiece")
-    encoder = UMT5EncoderModel(UMT5Config(
-        vocab_size=len(tok), d_model=TEXT_WIDTH, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8, relative_attention_max_distance=128,
-        feed_forward_proj="gated-gelu", is_encoder_decoder=False, tie_word_embeddings=False))
+    encoder = t5_encoder(len(tok))
 
     image = dict(in_channels=36, image_dim=CLIP_WIDTH, added_kv_proj_dim=128) if (
         image_to_video) else dict(in_channels=16)
@@ -100,7 +109,7 @@ def build_wan_pipeline(work: Path, *, two_experts: bool = False, seed: int = 0,
         vae = AutoencoderKLWan(base_dim=8)
     scheduler = UniPCMultistepScheduler.from_pretrained(str(CONFIGS / "wan"),
                                                         subfolder="scheduler")
-    parts = dict(tokenizer=tok, text_encoder=encoder.eval(), vae=vae.eval(), scheduler=scheduler,
+    parts = dict(tokenizer=tok, text_encoder=encoder, vae=vae.eval(), scheduler=scheduler,
                  transformer=high.eval(), transformer_2=low.eval() if low is not None else None,
                  boundary_ratio=0.875 if two_experts else None, expand_timesteps=ti2v)
     if image_to_video:
@@ -216,6 +225,28 @@ def _check_inverse(original: dict, diffusers_state: dict, convert) -> None:
     assert set(back) == set(diffusers_state), sorted(set(back) ^ set(diffusers_state))[:6]
 
 
+def detached_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``module``'s weights, apart from the module (what a file saved from it holds)."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    """``state`` as the safetensors file ``path``, its folder made if need be."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, path)
+
+
+def write_transformer_files(state: dict[str, torch.Tensor], folder: Path, stem: str) -> None:
+    """A transformer as ComfyUI's repackaged files in ``folder``: <stem>.safetensors (``state``
+    as given, no prefix), and under ``model.diffusion_model.`` <stem>_comfy_fp16 (fp16) and
+    <stem>_fp8_scaled."""
+    prefixed = {f"model.diffusion_model.{k}": v for k, v in state.items()}
+    save_weights(state, folder / f"{stem}.safetensors")
+    save_weights({k: v.half() for k, v in prefixed.items()},
+                 folder / f"{stem}_comfy_fp16.safetensors")
+    save_weights(fp8_scaled(prefixed), folder / f"{stem}_fp8_scaled.safetensors")
+
+
 def comfy_text_encoder_state(pipe: WanPipeline, spiece: bytes) -> dict[str, torch.Tensor]:
     """What ComfyUI saves for UMT5: the encoder's weights and its tokenizer as bytes."""
     state = {k: v.detach().clone() for k, v in pipe.text_encoder.state_dict().items()
@@ -247,28 +278,20 @@ def dequantized(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def write_single_files(pipe: WanPipeline, spiece: bytes, models: Path, stem: str) -> None:
     """ComfyUI's repackaged files: <stem>.safetensors (no prefix, fp32), <stem>_comfy_fp16
     (prefixed, fp16), <stem>_fp8_scaled (prefixed); umt5 and VAE files beside."""
-    original = original_transformer_state(pipe.transformer)
-    prefixed = {f"model.diffusion_model.{k}": v for k, v in original.items()}
     folder = models / "diffusion_models"
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(original, folder / f"{stem}.safetensors")
-    save_file({k: v.half() for k, v in prefixed.items()}, folder / f"{stem}_comfy_fp16.safetensors")
-    save_file(fp8_scaled(prefixed), folder / f"{stem}_fp8_scaled.safetensors")
+    write_transformer_files(original_transformer_state(pipe.transformer), folder, stem)
     if pipe.transformer_2 is not None:
-        save_file(original_transformer_state(pipe.transformer_2),
-                  folder / f"{stem}_low_noise.safetensors")
-    (models / "text_encoders").mkdir(parents=True, exist_ok=True)
-    save_file(comfy_text_encoder_state(pipe, spiece),
-              models / "text_encoders" / f"{stem}_umt5.safetensors")
-    (models / "vae").mkdir(parents=True, exist_ok=True)
-    save_file(original_vae_state(pipe.vae), models / "vae" / f"{stem}_vae.safetensors")
+        save_weights(original_transformer_state(pipe.transformer_2),
+                     folder / f"{stem}_low_noise.safetensors")
+    save_weights(comfy_text_encoder_state(pipe, spiece),
+                 models / "text_encoders" / f"{stem}_umt5.safetensors")
+    save_weights(original_vae_state(pipe.vae), models / "vae" / f"{stem}_vae.safetensors")
     encoder = getattr(pipe, "image_encoder", None)
     if encoder is not None:  # ComfyUI's clip_vision files: prefixed, with the projection
         state = {f"vision_model.{k.removeprefix('vision_model.')}": v.detach().clone()
                  for k, v in encoder.state_dict().items()}
         state["visual_projection.weight"] = torch.randn(CLIP_WIDTH, CLIP_WIDTH)
-        (models / "clip_vision").mkdir(parents=True, exist_ok=True)
-        save_file(state, models / "clip_vision" / f"{stem}_clip_vision.safetensors")
+        save_weights(state, models / "clip_vision" / f"{stem}_clip_vision.safetensors")
 
 
 def wan_lora(transformer: WanTransformer3DModel, rank: int = 4, seed: int = 0,
