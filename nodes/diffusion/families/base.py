@@ -101,6 +101,9 @@ class Family:
     makes_images = False
     #: The components LoRAs load into (diffusers' own LoRA loading); none: no LoRAs.
     lora_components: tuple[str, ...] = ()
+    #: For the diffusion transformers ComfyUI keeps one file per component: what Load DiT
+    #: Video Model needs beside the diffusion model (said when one is given to Load Model).
+    companions = ""
 
     # --- recognising and loading ---------------------------------------------------------
 
@@ -133,6 +136,11 @@ class Family:
     def load_single_file(self, path: Path, state: StateDict, family: str, name: str,
                          dtype: torch.dtype) -> Any:
         """The pipeline of a single file this family recognised."""
+        if self.companions:
+            raise ModelLoadError(
+                f"{name} is a {family} diffusion model alone: load it with the Load DiT Video "
+                f"Model node as its diffusion_model, together with {self.companions}; or put "
+                f"the whole diffusers folder in {DIFFUSERS_DIR}.")
         raise ModelLoadError(f"{name}: {family} models load only as diffusers folders of "
                              f"{FOLDER_FAMILIES} in {DIFFUSERS_DIR}")
 
@@ -257,6 +265,16 @@ def quiet(pipe: Any) -> Any:
     """The pipeline, reporting progress through the engine's hook instead of tqdm."""
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def refuse_parts(family: str, transformer: ComponentFile, **parts: ComponentFile | None,
+                 ) -> None:
+    """Refuse components (Load DiT Video Model inputs) that a family does not have."""
+    for input_name, part in parts.items():
+        if part is not None:
+            raise ModelLoadError(f"{transformer.name} is a {family} model, which has no "
+                                 f"{input_name}: set {input_name} to none ({part.name} was "
+                                 f"given)")
 
 
 def text_conditioning(model: ModelBundle, conditioning: Conditioning | None,

@@ -22,7 +22,6 @@ or diffusers' others given the same schedule (``make_sampler``).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -49,6 +48,7 @@ from nodes.diffusion.families.base import (
     fill_model,
     no_motion,
     quiet,
+    refuse_parts,
     scheduler_from,
     strip_prefix,
     text_conditioning,
@@ -224,6 +224,8 @@ def check_frames(frames: int, temporal: int) -> None:
 class CogVideoX(Family):
     names = (COGVIDEOX,)
     lora_components = ("transformer",)
+    companions = (f"a T5-XXL text encoder (in {TEXT_ENCODERS_DIR}) and the CogVideoX VAE (the "
+                  f"vae/ folder's diffusion_pytorch_model.safetensors, in {VAE_DIR})")
     pipelines = {"CogVideoXPipeline": COGVIDEOX, "CogVideoXImageToVideoPipeline": COGVIDEOX}
 
     def recognise(self, name: str, shapes: Shapes) -> str | None:
@@ -239,25 +241,12 @@ class CogVideoX(Family):
                     f"diffusers.py converts SAT checkpoints.")
         return None
 
-    def load_single_file(self, path: Path, state: StateDict, family: str, name: str,
-                         dtype: torch.dtype) -> Any:
-        raise ModelLoadError(
-            f"{name} is a CogVideoX diffusion transformer alone: load it with the Load DiT Video "
-            f"Model node from {DIFFUSION_MODELS_DIR}, together with a T5-XXL text encoder (in "
-            f"{TEXT_ENCODERS_DIR}) and the CogVideoX VAE (the vae/ folder's "
-            f"diffusion_pytorch_model.safetensors, in {VAE_DIR}); or put the whole diffusers "
-            f"folder in {DIFFUSERS_DIR}.")
-
     def load_parts(self, transformer: ComponentFile, text_encoder: ComponentFile,
                    vae: ComponentFile, transformer_2: ComponentFile | None,
                    dtype: torch.dtype, clip_vision: ComponentFile | None = None) -> Any:
         """CogVideoXPipeline (or the image-to-video one) from one file per component."""
-        for extra in (transformer_2, clip_vision):
-            if extra is not None:
-                raise ModelLoadError(f"{transformer.name} is a CogVideoX model: it has one "
-                                     f"diffusion model and no image encoder; set "
-                                     f"diffusion_model_2 and clip_vision to none "
-                                     f"({extra.name} was given)")
+        refuse_parts("CogVideoX", transformer, diffusion_model_2=transformer_2,
+                     clip_vision=clip_vision)
         model = _transformer(transformer, dtype)
         settings = published_settings(model)
         encoder = load_t5_encoder(text_encoder.state, text_encoder.name, dtype, umt5=False)

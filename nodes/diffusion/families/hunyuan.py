@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import inspect
 import re
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,13 +58,13 @@ from nodes.diffusion.families.base import (
     fill_model,
     no_motion,
     quiet,
+    refuse_parts,
     scheduler_from,
     strip_prefix,
     text_conditioning,
     transformer_run,
 )
 from nodes.diffusion.model_files import (
-    DIFFUSERS_DIR,
     DIFFUSION_MODELS_DIR,
     TEXT_ENCODERS_DIR,
     TOKENIZER_DIR,
@@ -221,30 +220,20 @@ class HunyuanVideo(Family):
 
     names = (HUNYUAN,)
     lora_components = ("transformer",)
+    companions = (f"its Llama text encoder (llava_llama3_*.safetensors) as text_encoder and "
+                  f"CLIP-L (clip_l.safetensors) as text_encoder_2, both in {TEXT_ENCODERS_DIR}, "
+                  f"and its VAE (hunyuan_video_vae_bf16.safetensors) in {VAE_DIR}")
     pipelines = {"HunyuanVideoPipeline": HUNYUAN}
 
     def recognise(self, name: str, shapes: Shapes) -> str | None:
         return HUNYUAN if MARKER in shapes or COMFY_PREFIX + MARKER in shapes else None
-
-    def load_single_file(self, path: Path, state: StateDict, family: str, name: str,
-                         dtype: torch.dtype) -> Any:
-        raise ModelLoadError(
-            f"{name} is a HunyuanVideo diffusion model alone: load it with the Load DiT Video "
-            f"Model node from {DIFFUSION_MODELS_DIR}, with its Llama text encoder "
-            f"(llava_llama3_*.safetensors) as text_encoder and CLIP-L (clip_l.safetensors) as "
-            f"text_encoder_2, both in {TEXT_ENCODERS_DIR}, and its VAE "
-            f"(hunyuan_video_vae_bf16.safetensors) in {VAE_DIR}; or put the whole diffusers "
-            f"folder in {DIFFUSERS_DIR}.")
 
     def load_parts(self, transformer: ComponentFile, text_encoder: ComponentFile,
                    vae: ComponentFile, transformer_2: ComponentFile | None,
                    dtype: torch.dtype, text_encoder_2: ComponentFile | None = None) -> Any:
         """HunyuanVideoPipeline from ComfyUI's single files (weights already read and
         dequantized)."""
-        if transformer_2 is not None:
-            raise ModelLoadError(f"{transformer.name} is a HunyuanVideo model: it has one "
-                                 f"diffusion model; set diffusion_model_2 to none "
-                                 f"({transformer_2.name} was given)")
+        refuse_parts("HunyuanVideo", transformer, diffusion_model_2=transformer_2)
         if text_encoder_2 is None:
             raise ModelLoadError(f"{transformer.name} is a HunyuanVideo model: it needs CLIP-L "
                                  f"(clip_l.safetensors in {TEXT_ENCODERS_DIR}) as "

@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -54,12 +53,12 @@ from nodes.diffusion.families.base import (
     fill_model,
     no_motion,
     quiet,
+    refuse_parts,
     scheduler_from,
     text_conditioning,
     transformer_run,
 )
 from nodes.diffusion.model_files import (
-    CHECKPOINTS_DIR,
     DIFFUSION_MODELS_DIR,
     TEXT_ENCODERS_DIR,
     VAE_DIR,
@@ -228,6 +227,8 @@ def vae_config(shapes: Shapes) -> dict[str, Any]:
 class LTXVideo(Family):
     names = (LTX,)
     lora_components = ("transformer",)
+    companions = (f"the same file as its vae (it holds the VAE too) and a T5-XXL text encoder "
+                  f"(t5xxl_*.safetensors in {TEXT_ENCODERS_DIR})")
     pipelines = {"LTXPipeline": LTX, "LTXImageToVideoPipeline": LTX,
                  "LTXConditionPipeline": LTX}
 
@@ -239,23 +240,12 @@ class LTXVideo(Family):
                                  "LTX-Video 0.9.x")
         return LTX
 
-    def load_single_file(self, path: Path, state: StateDict, family: str, name: str,
-                         dtype: torch.dtype) -> Any:
-        raise ModelLoadError(
-            f"{name} is an LTX-Video checkpoint (diffusion model and VAE, no text encoder): "
-            f"load it with the Load DiT Video Model node, as its diffusion_model (from "
-            f"{DIFFUSION_MODELS_DIR}) and its vae (the same file, in {VAE_DIR}), with a T5-XXL "
-            f"text encoder (t5xxl_*.safetensors in {TEXT_ENCODERS_DIR}); not from "
-            f"{CHECKPOINTS_DIR}.")
-
     def load_parts(self, transformer: ComponentFile, text_encoder: ComponentFile,
                    vae: ComponentFile, transformer_2: ComponentFile | None,
                    dtype: torch.dtype, clip_vision: ComponentFile | None = None) -> Any:
         """LTXPipeline from ComfyUI's files (weights already read and dequantized)."""
-        for extra, what in ((transformer_2, "diffusion_model_2"), (clip_vision, "clip_vision")):
-            if extra is not None:
-                raise ModelLoadError(f"LTX-Video is one diffusion model conditioned on text: "
-                                     f"set {what} to none (got {extra.name})")
+        refuse_parts("LTX-Video", transformer, diffusion_model_2=transformer_2,
+                     clip_vision=clip_vision)
         model = _transformer(transformer, dtype)
         encoder = load_t5_encoder(text_encoder.state, text_encoder.name, dtype, umt5=False)
         if encoder.config.d_model != model.config.caption_channels:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -155,17 +154,11 @@ def wan22_vae_block_name(key: str) -> str:
 class Wan(Family):
     names = (WAN,)
     pipelines = {"WanPipeline": WAN, "WanImageToVideoPipeline": WAN}
+    companions = (f"its text encoder (umt5_xxl_*.safetensors in {TEXT_ENCODERS_DIR}) and VAE "
+                  f"(wan_2.1_vae or wan2.2_vae.safetensors in {VAE_DIR})")
 
     def recognise(self, name: str, shapes: Shapes) -> str | None:
         return WAN if MARKER in shapes or COMFY_PREFIX + MARKER in shapes else None
-
-    def load_single_file(self, path: Path, state: StateDict, family: str, name: str,
-                         dtype: torch.dtype) -> Any:
-        raise ModelLoadError(
-            f"{name} is a Wan diffusion model alone: load it with the Load DiT Video Model "
-            f"node together with its text encoder (umt5_xxl_*.safetensors in "
-            f"{TEXT_ENCODERS_DIR}) and VAE (wan_2.1_vae.safetensors in {VAE_DIR}), from "
-            f"{DIFFUSION_MODELS_DIR}.")
 
     def load_parts(self, transformer: ComponentFile, text_encoder: ComponentFile,
                    vae: ComponentFile, transformer_2: ComponentFile | None,
