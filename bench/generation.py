@@ -1,43 +1,64 @@
-"""Generation: Kinema graphs against the diffusers pipelines on identical work (issue 5).
+"""Generation: Kinema graphs against the diffusers pipelines on identical work (issues 5, 13).
 
 Tiny random models from the tests' builders (``tests/generation/``), saved in their real
 diffusers formats in a temporary models folder: SD 1.x (UNet 1.1 M parameters), AnimateDiff
-(that SD + a 0.57 M motion adapter), ModelScope (UNet3D) and Stable Video Diffusion. Prints,
-measured side by side in one run:
+(that SD + a 0.57 M motion adapter), ModelScope (UNet3D) and Stable Video Diffusion; and the
+diffusion transformers (issue 13): Wan 2.1 T2V (``tiny_wan.build_wan_pipeline``), Wan 2.2
+TI2V-5B-like (``ti2v=True``: 48-channel VAE, a timestep per token through
+``expand_timesteps``), LTX-Video (``tiny_ltx``), CogVideoX 1.0 T2V (``tiny_cogvideox``) and
+HunyuanVideo T2V (``tiny_hunyuan``; skipped, with the reason printed, while that builder is
+missing or does not import). Prints, measured side by side in one run:
 
 1. time: the Kinema graph (loader -> text encode -> KeyframeGenerator / TemporalDenoiser ->
    a capture node; ``validate_prompt`` + ``Executor.execute`` are timed together) against the
    reference pipeline call (``StableDiffusionPipeline(...)(prompt, negative_prompt, generator,
    num_inference_steps, guidance_scale, height, width, output_type="np")``, and
-   ``AnimateDiffPipeline`` / ``TextToVideoSDPipeline`` / ``StableVideoDiffusionPipeline`` with
-   ``output_type="pt"``). Both do text encoding + denoising + decoding. Models are loaded once
+   ``AnimateDiffPipeline`` / ``TextToVideoSDPipeline`` / ``StableVideoDiffusionPipeline`` /
+   ``WanPipeline`` / ``LTXPipeline`` / ``CogVideoXPipeline`` / ``HunyuanVideoPipeline`` with
+   ``num_frames`` and ``output_type="pt"``). The DiTs are called as their tests call them:
+   KinemaModelLoader on the diffusers folder -> KinemaTextEncode -> TemporalDenoiser with
+   ``scheduler="default"`` and ``shift`` 0 (the model's own sampler and shift), against the
+   pipeline with its defaults for everything else (its scheduler, LTX's frame rate and decode
+   timestep 0); HunyuanVideo's cfg is its embedded guidance (``guidance_scale``; true CFG
+   off, the negative prompt unused on both sides). Both sides do text encoding + denoising +
+   decoding. Models are loaded once
    on both sides and only generation is timed: the Kinema executor keeps the loaders' outputs
    in its cache, and every repeat changes the seed and the prompt text (the same on both
    sides), so every node after the loaders runs each time. The sides alternate A/B, B/A over
    the repeats after one warm-up each; medians and their ratio (target <= 1.03), the median
-   of the per-pair ratios, and the process's CPU time (equal to the wall time here: the noise
-   is the CPU's speed, not preemption). The cyclic garbage collector is kept out of every
-   timed call on both sides (collected just before, as timeit does). The time spent outside
-   the models' own calls (UNet, VAE, text/image encoder: ``ModelClock``) is each side's glue;
-   the glue difference gives the ratio free of the run-to-run noise. The first repeat's
-   outputs are compared (max abs difference) to show the work is the same.
+   of the per-pair ratios, and the process's CPU time (equal to the wall time on a quiet
+   machine, where the noise is the CPU's speed; when it is lower, the process was preempted
+   by other work). The cyclic garbage collector is kept out of every timed call on both sides
+   (collected just before, as timeit does). The time spent inside the models' own calls
+   (``ModelClock``: UNet or transformer forward; 2-D and 3-D VAE encode/decode; the CLIP,
+   T5, UMT5 and Llama text encoders; CLIP vision) and outside them (each side's glue) are
+   printed; the glue difference gives the ratio free of the run-to-run noise. The first
+   repeat's outputs are compared (max abs difference) to show the work is the same.
 2. peak memory: each side in its own fresh subprocess (this script with ``--child``) loads
    the model, resets the kernel's peak-RSS counter (``/proc/self/clear_refs``), runs the same
    generation and reads VmHWM from ``/proc/self/status``: the whole process's peak (target
-   Kinema <= 1.05x), RSS after imports + model load, the generation's peak above it (a few
-   MiB of allocator noise at this size), and the bytes of model weights every live torch
-   module holds after the run (distinct storages: exact, noise-free).
+   Kinema <= 1.05x), RSS after imports + model load, the generation's peak above it, and the
+   bytes of model weights every live torch module holds after the run (distinct storages:
+   exact, noise-free). The children run with glibc's mmap threshold fixed at its initial
+   128 KiB (``MALLOC_MMAP_THRESHOLD_``; ``--malloc-dynamic`` leaves it to glibc): by
+   default glibc raises it, up to 32 MiB, each time a mapped block is freed, and then serves
+   the tiny models' 1-30 MiB activations from its heap, which it keeps; where that starts
+   depends on each process's history, and the same generation's peak varied from 66 to
+   137 MiB between runs on either side (Wan 2.2 TI2V). Fixed, every buffer of 128 KiB or
+   more is mapped and returned when freed, as real models' buffers (well over 32 MiB) are.
 3. re-run after changing only a node after the denoiser, cache on: ImageScaleBy's scale
    (ImageScaleBy -> ImageInvert on the decoded frames re-run) and LatentDecode's chunk_size
-   (a VAE decode re-run), as a % of the full run of the same graph with the models loaded
-   (target <= 2%); and a re-run with nothing changed.
+   (a VAE decode re-run: for the DiTs the whole 3-D decode, a large share of these tiny runs),
+   as a % of the full run of the same graph with the models loaded (target <= 2%); and a
+   re-run with nothing changed. The same graphs for every family.
 
 CPU, fp32. One torch thread by default: on this shared 2-core machine two intra-op threads
 collapse (10x slower, erratic) whenever the other core is busy; ``--threads`` changes it.
 
 Run: ``.venv/bin/python bench/generation.py [--repeats 8] [--quick] [--threads 1]
-[--families sd,animatediff,modelscope,svd]`` (about 4 minutes, --quick about 2.5;
-HF_HUB_OFFLINE is set here).
+[--malloc-dynamic] [--families sd,animatediff,modelscope,svd,wan,wan22_ti2v,ltx,cogvideox,
+hunyuan]`` (all families about 7-8 minutes on a quiet machine: the UNets about 4, the DiTs
+about 3.5; --quick about 5; HF_HUB_OFFLINE is set here).
 """
 
 from __future__ import annotations
@@ -75,6 +96,7 @@ SEED = 100
 KEYFRAME = "keyframe.png"
 MOTION = "tiny-v1-5"  # tests/generation/workspace.py's diffusers-folder adapter
 MiB = 1024 * 1024
+HUNYUAN_BUILDER = ROOT / "tests" / "generation" / "tiny_hunyuan.py"
 
 
 @dataclass(frozen=True)
@@ -90,13 +112,17 @@ class Case:
     frames: int = 1
     motion: str | None = None
     text: bool = True  # text-conditioned (SVD is conditioned on the keyframe)
+    dit: bool = False  # a diffusion transformer (its own builder, pipeline and text encoder)
 
     def describe(self) -> str:
         clip = f"{self.frames} frames " if self.name != "sd" else ""
-        return f"{self.size}x{self.size} {clip}{self.steps} steps cfg {self.cfg}"
+        guidance = "embedded guidance" if self.name == "hunyuan" else "cfg"
+        return f"{self.size}x{self.size} {clip}{self.steps} steps {guidance} {self.cfg}"
 
 
-# Sizes chosen so one generation takes about 0.5-2 s on one core of this machine.
+# Sizes chosen so one generation takes about 0.5-2 s on one core of this machine (the DiTs
+# 0.4-1 s: the tests' tiny models, with the clip and the step count raised until the models'
+# work is most of the run, as it is at real sizes; each family's default sampler and shift).
 CASES = {
     "sd": Case("sd", "SD keyframe", "tiny-sd", size=64, steps=8, cfg=7.5),
     "animatediff": Case("animatediff", "AnimateDiff", "tiny-sd", size=32, steps=6, cfg=7.5,
@@ -104,6 +130,18 @@ CASES = {
     "modelscope": Case("modelscope", "ModelScope", "tiny-modelscope", size=32, steps=8,
                        cfg=7.5, frames=16),
     "svd": Case("svd", "SVD", "tiny-svd", size=48, steps=8, cfg=3.0, frames=4, text=False),
+    "wan": Case("wan", "Wan 2.1 T2V", "tiny-wan", size=64, steps=25, cfg=5.0, frames=9,
+                dit=True),
+    "wan22_ti2v": Case("wan22_ti2v", "Wan 2.2 TI2V", "tiny-wan22-ti2v", size=128, steps=20,
+                       cfg=5.0, frames=9, dit=True),
+    "ltx": Case("ltx", "LTX-Video", "tiny-ltx", size=192, steps=30, cfg=3.0, frames=25,
+                dit=True),
+    "cogvideox": Case("cogvideox", "CogVideoX", "tiny-cogvideox", size=64, steps=15, cfg=5.0,
+                      frames=17, dit=True),
+    # Skipped, with the reason printed, while tests/generation/tiny_hunyuan.py is missing or
+    # does not import (hunyuan_available()).
+    "hunyuan": Case("hunyuan", "HunyuanVideo", "tiny-hunyuan", size=64, steps=10, cfg=5.0,
+                    frames=17, dit=True),
 }
 
 
@@ -128,7 +166,42 @@ def no_gc() -> Iterator[None]:
 # -- models ----------------------------------------------------------------------------------
 
 
-def build_models(base: Path) -> None:
+def hunyuan_available() -> str | None:
+    """None when the tests' tiny HunyuanVideo builder imports cleanly, else why not."""
+    if not HUNYUAN_BUILDER.exists():
+        return f"{HUNYUAN_BUILDER.relative_to(ROOT)} does not exist"
+    try:
+        from tests.generation import tiny_hunyuan  # noqa: F401
+    except Exception as error:  # any failure to import means: skip the case
+        return f"tests.generation.tiny_hunyuan does not import: {error!r}"
+    return None
+
+
+def build_dit(case: Case, models: Path, work: Path) -> None:
+    """One DiT family's tiny diffusers folder, saved from the tests' builder (its real
+    format: model_index.json, the transformer, the 3-D VAE, the T5 / UMT5 / Llama + CLIP
+    encoders and their tokenizers, the scheduler)."""
+    if case.name in ("wan", "wan22_ti2v"):
+        from tests.generation import tiny_wan
+
+        pipe: Any = tiny_wan.build_wan_pipeline(work, ti2v=case.name == "wan22_ti2v",
+                                                seed=3 if case.name == "wan22_ti2v" else 0)
+    elif case.name == "ltx":
+        from tests.generation import tiny_ltx
+
+        pipe = tiny_ltx.build_ltx_pipeline(work)
+    elif case.name == "cogvideox":
+        from tests.generation import tiny_cogvideox
+
+        pipe = tiny_cogvideox.build_pipeline(tiny_cogvideox.T2V, work)
+    else:
+        from tests.generation import tiny_hunyuan
+
+        pipe = tiny_hunyuan.build_pipeline(work)
+    pipe.save_pretrained(models / "diffusers" / case.model)
+
+
+def build_models(base: Path, families: list[str]) -> None:
     """The tests' tiny models in their real formats under ``base/models``, and the keyframe."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -139,7 +212,11 @@ def build_models(base: Path) -> None:
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     workspace = build_workspace(base)  # tiny-sd folder and checkpoints, motion adapters
-    tiny_video.build_all(workspace.models)  # tiny-modelscope, tiny-svd
+    if {"modelscope", "svd"} & set(families):
+        tiny_video.build_all(workspace.models)  # tiny-modelscope, tiny-svd
+    for name in families:
+        if CASES[name].dit:
+            build_dit(CASES[name], workspace.models, base / "work" / name)
     size = CASES["svd"].size
     y, x = np.meshgrid(np.linspace(0, 1, size), np.linspace(0, 1, size), indexing="ij")
     ramp = np.stack([x, y, 1 - x * y], axis=-1)
@@ -287,6 +364,8 @@ def load_reference(case: Case, base: Path) -> tuple[Any, Any]:
                                                    local_files_only=True)
     elif case.name == "modelscope":
         pipe = TextToVideoSDPipeline.from_pretrained(folder, local_files_only=True)
+    elif case.dit:
+        pipe = dit_pipeline_class(case).from_pretrained(folder, local_files_only=True)
     else:
         pipe = StableVideoDiffusionPipeline.from_pretrained(folder, local_files_only=True)
         image = Image.open(base / "input" / KEYFRAME).convert("RGB")
@@ -294,8 +373,21 @@ def load_reference(case: Case, base: Path) -> tuple[Any, Any]:
     return pipe, image
 
 
+def dit_pipeline_class(case: Case) -> Any:
+    """The diffusers pipeline a DiT folder names (Wan 2.2 TI2V is ``WanPipeline`` with
+    ``expand_timesteps`` in its model_index.json)."""
+    import diffusers
+
+    return getattr(diffusers, {"wan": "WanPipeline", "wan22_ti2v": "WanPipeline",
+                               "ltx": "LTXPipeline", "cogvideox": "CogVideoXPipeline",
+                               "hunyuan": "HunyuanVideoPipeline"}[case.name])
+
+
 def run_reference(case: Case, pipe: Any, image: Any, seed: int, text: str) -> torch.Tensor:
-    """One pipeline call; the frames as Kinema's IMAGE layout ``[F,H,W,3]``."""
+    """One pipeline call; the frames as Kinema's IMAGE layout ``[F,H,W,3]``. The DiTs are
+    called as the tests call them (defaults for everything else: the model's scheduler and
+    shift, LTX's frame rate and decode timestep); HunyuanVideo's ``guidance_scale`` is its
+    embedded guidance, and its negative prompt goes unused (true CFG off), as in Kinema."""
     generator = torch.Generator().manual_seed(seed)
     common = dict(height=case.size, width=case.size, num_inference_steps=case.steps,
                   generator=generator)
@@ -325,32 +417,56 @@ def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
 
 
 class ModelClock:
-    """Seconds spent inside the models' own calls (UNet, VAE encode/decode, text and image
-    encoders), so what each side adds around the same model work (its glue) can be compared
-    directly: a difference of a few ms is lost in the run-to-run noise of whole runs."""
+    """Seconds spent inside the models' own calls (UNet or diffusion transformer, VAE
+    encode/decode, 2-D and 3-D; text encoders: CLIP, T5, UMT5, Llama; CLIP vision), so what
+    each side adds around the same model work (its glue) can be compared directly: a
+    difference of a few ms is lost in the run-to-run noise of whole runs."""
 
     seconds = 0.0
     _depth = 0
 
     @classmethod
     def install(cls) -> None:
-        """Wrap the model classes' entry points (both sides call the same classes)."""
+        """Wrap the model classes' entry points (both sides call the same classes: Kinema runs
+        the DiTs through the diffusers pipelines' loops and ``vae.decode``)."""
         from diffusers import (
             AutoencoderKL,
+            AutoencoderKLCogVideoX,
+            AutoencoderKLHunyuanVideo,
+            AutoencoderKLLTXVideo,
             AutoencoderKLTemporalDecoder,
+            AutoencoderKLWan,
+            CogVideoXTransformer3DModel,
+            HunyuanVideoTransformer3DModel,
+            LTXVideoTransformer3DModel,
             UNet2DConditionModel,
             UNet3DConditionModel,
             UNetMotionModel,
             UNetSpatioTemporalConditionModel,
+            WanTransformer3DModel,
         )
-        from transformers import CLIPTextModel, CLIPVisionModelWithProjection
+        from transformers import (
+            CLIPTextModel,
+            CLIPVisionModel,
+            CLIPVisionModelWithProjection,
+            LlamaModel,
+            T5EncoderModel,
+            UMT5EncoderModel,
+        )
 
-        entry_points = {UNet2DConditionModel: ("forward",), UNet3DConditionModel: ("forward",),
-                        UNetMotionModel: ("forward",), UNetSpatioTemporalConditionModel:
-                        ("forward",), CLIPTextModel: ("forward",),
-                        CLIPVisionModelWithProjection: ("forward",),
-                        AutoencoderKL: ("encode", "decode"),
-                        AutoencoderKLTemporalDecoder: ("encode", "decode")}
+        forward = ("forward",)
+        vae = ("encode", "decode")
+        entry_points = {UNet2DConditionModel: forward, UNet3DConditionModel: forward,
+                        UNetMotionModel: forward, UNetSpatioTemporalConditionModel: forward,
+                        WanTransformer3DModel: forward, LTXVideoTransformer3DModel: forward,
+                        CogVideoXTransformer3DModel: forward,
+                        HunyuanVideoTransformer3DModel: forward,
+                        CLIPTextModel: forward, T5EncoderModel: forward,
+                        UMT5EncoderModel: forward, LlamaModel: forward,
+                        CLIPVisionModel: forward, CLIPVisionModelWithProjection: forward,
+                        AutoencoderKL: vae, AutoencoderKLTemporalDecoder: vae,
+                        AutoencoderKLWan: vae, AutoencoderKLLTXVideo: vae,
+                        AutoencoderKLCogVideoX: vae, AutoencoderKLHunyuanVideo: vae}
         for owner, names in entry_points.items():
             for name in names:
                 setattr(owner, name, cls._timed(getattr(owner, name)))
@@ -524,16 +640,25 @@ def child(side: str, case: Case, base: Path) -> dict[str, Any]:
             "weights": weights_held(),
             "rss_imported": imported["VmRSS"], "hwm_imported": imported["VmHWM"],
             "rss_loaded": loaded["VmRSS"], "hwm_loaded": loaded["VmHWM"],
-            "peak_reset": reset, "hwm_end": end["VmHWM"], "rss_end": end["VmRSS"]}
+            "peak_reset": reset, "hwm_end": end["VmHWM"], "rss_end": end["VmRSS"],
+            "mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_", "dynamic")}
 
 
-def measure_memory(case: Case, base: Path, threads: int) -> dict[str, dict[str, Any]]:
+MMAP_THRESHOLD = 128 * 1024  # glibc's initial value; set, it stays (no dynamic raise)
+
+
+def measure_memory(case: Case, base: Path, threads: int, *, malloc_dynamic: bool = False,
+                   ) -> dict[str, dict[str, Any]]:
     found = {}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if malloc_dynamic:
+        env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    else:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)
     for side in ("kinema", "diffusers"):
         command = [sys.executable, str(Path(__file__).resolve()), "--child", side,
                    "--family", case.name, "--base", str(base), "--threads", str(threads)]
-        done = subprocess.run(command, capture_output=True, text=True, check=False,
-                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
         if done.returncode != 0:
             raise RuntimeError(f"{side} child for {case.name} failed:\n{done.stderr[-3000:]}")
         found[side] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -573,6 +698,10 @@ def rows_for(case: Case, timing: Timing | None, memory: dict | None, reruns: Rer
         kg, dg = statistics.median(timing.kinema_glue), statistics.median(timing.diffusers_glue)
         pair = statistics.median(a / b for a, b in zip(timing.kinema, timing.diffusers,
                                                        strict=True))
+        km = statistics.median(a - b for a, b in zip(timing.kinema, timing.kinema_glue,
+                                                     strict=True))
+        dm = statistics.median(a - b for a, b in zip(timing.diffusers, timing.diffusers_glue,
+                                                     strict=True))
         n = len(timing.kinema)
         rows += [
             (label, f"generation time, median of {n}", f"{k:.3f} s", f"{d:.3f} s",
@@ -580,6 +709,8 @@ def rows_for(case: Case, timing: Timing | None, memory: dict | None, reruns: Rer
             (label, "  median of the per-pair ratios", "", "", f"{pair:.3f}", "", ""),
             (label, "  CPU time of the process, median", f"{kc:.3f} s", f"{dc:.3f} s",
              f"{kc / dc:.3f}", "", ""),
+            (label, "  time inside the model calls, median", f"{km:.3f} s", f"{dm:.3f} s",
+             f"{km / dm:.3f}", "", ""),
             (label, "  time outside the model calls (glue), median", ms(kg), ms(dg),
              f"{kg / dg:.2f}", "", ""),
             (label, "  ratio implied by the glue difference alone", "", "",
@@ -645,6 +776,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="3 A/B pairs and 2 re-run rounds per family")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--malloc-dynamic", action="store_true",
+                        help="memory children with glibc's dynamic mmap threshold (default: "
+                             f"fixed at {MMAP_THRESHOLD // 1024} KiB)")
     parser.add_argument("--families", default=",".join(CASES),
                         help=f"comma-separated, of {', '.join(CASES)}")
     parser.add_argument("--child", choices=("kinema", "diffusers"), help=argparse.SUPPRESS)
@@ -659,19 +793,25 @@ def main() -> None:
     unknown = [f for f in families if f not in CASES]
     if unknown:
         parser.error(f"unknown families {unknown}; choose from {', '.join(CASES)}")
+    skipped = hunyuan_available() if "hunyuan" in families else None
+    if skipped is not None:
+        print(f"HunyuanVideo skipped: {skipped}")
+        families.remove("hunyuan")
     repeats = 3 if args.quick else args.repeats
     rerun_rounds = 2 if args.quick else 3
     quiet()
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kinema-bench-") as scratch:
         base = Path(scratch)
-        build_models(base)
+        build_models(base, families)
         ModelClock.install()
         kinema = Kinema.start(base)
         print(f"generation bench: CPU ({os.cpu_count()} cores), torch "
               f"{torch.__version__}, {args.threads} torch thread(s), fp32; "
               f"{repeats} interleaved A/B pairs per family after a warm-up; models loaded "
-              "once on both sides, only generation timed")
+              "once on both sides, only generation timed; memory children with "
+              + ("glibc's dynamic mmap threshold" if args.malloc_dynamic else
+                 f"MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD}"))
         for name in families:
             case = CASES[name]
             print(f"  {case.label}: {case.model}, {case.describe()}", flush=True)
@@ -681,7 +821,8 @@ def main() -> None:
             case = CASES[name]
             timing = measure_time(case, kinema, base, repeats)
             reruns = measure_reruns(case, kinema, rerun_rounds)
-            memory = measure_memory(case, base, args.threads)
+            memory = measure_memory(case, base, args.threads,
+                                    malloc_dynamic=args.malloc_dynamic)
             raw[name] = {"kinema_s": [round(t, 4) for t in timing.kinema],
                          "diffusers_s": [round(t, 4) for t in timing.diffusers],
                          "kinema_cpu_s": [round(t, 4) for t in timing.kinema_cpu],
