@@ -846,19 +846,19 @@ def section_attention(rt: Runtime, table: Table) -> None:
         missing = sorted({"flash", "sage", "xformers"} - set(backends))
         if missing:
             table.add(Row(name, ", ".join(missing), notes="not installed here: not measured"))
-        transformer = bundle.pipe.transformer
+        from diffusers.models.attention_dispatch import attention_backend
+
         for backend in pinned:
             if not rt.clock.fits(STEPS * step * 2):
                 table.add(Row(name, backend, notes="skipped: time"))
                 continue
             try:
-                transformer.set_attention_backend(backend)
-                run = diffusers_run(rt, bundle, conditioning, spec, STEPS)
+                # diffusers' process-wide backend, restored after the run.
+                with attention_backend(backend):
+                    run = diffusers_run(rt, bundle, conditioning, spec, STEPS)
             except Exception as exc:
                 table.add(Row(name, f"{backend} (diffusers only)", notes=f"error: {short(exc)}"))
                 continue
-            finally:
-                transformer.reset_attention_backend()
             value = steady([run])
             table.add(Row(name, f"{backend} (diffusers only)", secs(value), secs(run.first),
                           gib(run.peak), ratio(baseline, value) + " speed-up" if baseline

@@ -22,7 +22,8 @@ class DiTOptions:
                    "backend (sdpa is PyTorch's own; flash, sage and xformers when installed), "
                    "regional torch.compile of the transformer blocks (the first run compiles), "
                    "and First Block Cache (skips most of the network on steps where its first "
-                   "block's output barely changes: faster, slightly different frames).")
+                   "block's output barely changes: faster, slightly different frames). The "
+                   "UNet families do not use them.")
     CATEGORY = "kinema/loaders"
     RETURN_TYPES = (KINEMA_MODEL,)
     RETURN_NAMES = ("model",)
@@ -50,7 +51,7 @@ class DiTOptions:
               cache_threshold: float) -> tuple[ModelBundle]:
         options = Acceleration(attention, compile, step_cache, cache_threshold)
         details = {**model.details, KINEMA_ACCELERATION: options}
-        return (dataclasses.replace(model, details=details),)
+        return (dataclasses.replace(model, details=details, shares_pipe=True),)
 
 
 NODE_CLASS_MAPPINGS = {"DiTOptions": DiTOptions}

@@ -210,7 +210,8 @@ class DiTModelLoader:
     """Loads a diffusion-transformer video model kept as ComfyUI keeps it: one file each for
     the diffusion model, its text encoder and its VAE."""
 
-    DESCRIPTION = ("Loads a video diffusion transformer (Wan 2.1 / 2.2, LTX-Video) from "
+    DESCRIPTION = ("Loads a video diffusion transformer (Wan 2.1 / 2.2, LTX-Video, CogVideoX, "
+                   "HunyuanVideo) from "
                    "ComfyUI's single files: the diffusion model from models/diffusion_models/ "
                    "(or unet/), its text encoder from models/text_encoders/ (or clip/) and its "
                    "VAE from models/vae/; original or ComfyUI layout, fp16/bf16/fp8/fp8-scaled. "

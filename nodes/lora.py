@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from engine.folders import active_folders, path_stamp
-from nodes.diffusion.bundle import KINEMA_MODEL, ModelBundle
+from nodes.diffusion.bundle import FP8_STORAGE, KINEMA_MODEL, ModelBundle
 from nodes.diffusion.loras import EXPERTS, LORAS, LoraChoice, adapter_name
 from nodes.diffusion.model_files import ModelLoadError
 
@@ -57,6 +57,10 @@ class DiTLoraLoader:
         path = active_folders().model_path("loras", lora)
         if path is None:
             raise ModelLoadError(self.VALIDATE_INPUTS(lora))
+        if model.details.get(FP8_STORAGE):
+            # peft would store the LoRA in fp8 beside the weights and multiply in fp8.
+            raise ValueError(f"{model.source} keeps its weights in fp8, which LoRAs cannot be "
+                             "applied to: load it with weight_dtype default")
         # The family is a heavy module (diffusers), loaded when the node runs.
         from nodes.diffusion.families import family_of
         from nodes.diffusion.weights import read_state_dict
@@ -65,7 +69,8 @@ class DiTLoraLoader:
         targets = family_of(model).load_lora(model, read_state_dict(path, LORAS_DIR), adapter,
                                              expert, lora)
         chosen = [*model.details.get(LORAS, []), LoraChoice(adapter, strength, targets)]
-        return (dataclasses.replace(model, details={**model.details, LORAS: chosen}),)
+        return (dataclasses.replace(model, details={**model.details, LORAS: chosen},
+                                    shares_pipe=True),)
 
 
 NODE_CLASS_MAPPINGS = {"DiTLoraLoader": DiTLoraLoader}

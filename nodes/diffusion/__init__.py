@@ -8,12 +8,14 @@ for every module here and every model family added later:
 
 - Light modules import only torch, numpy, PIL, safetensors, ``engine`` and other light
   modules at their top: ``bundle``, ``model_files``, ``device``, ``weights``, ``progress``,
-  ``anchor``, ``schedulers``, ``windows``. Whatever a node declares (``INPUT_TYPES`` widget
+  ``anchor``, ``schedulers``, ``windows``, ``acceleration``, ``loras``, ``placement``,
+  ``video_vae``. Whatever a node declares (``INPUT_TYPES`` widget
   choices, socket types, defaults) lives in them; a diffusers class they need is named as a
   string (``schedulers``) or imported inside the function that calls it (``windows``).
 - Heavy worker modules import diffusers/transformers at their top: ``loading``, ``latents``,
-  ``keyframe``, ``video``, and the ``families`` package (one module per model family, behind
-  the contract in ``families/base.py``; nothing outside it tests which family a model is).
+  ``keyframe``, ``video``, ``t5_encoders``, ``clip_vision``, and the ``families`` package
+  (one module per model family, behind the contract in ``families/base.py``; nothing outside
+  it tests which family a model is).
 - Node declaration modules (``nodes/*.py``) import light modules at their top and a worker
   module inside the node's ``FUNCTION``, with a one-line comment saying why.
 

@@ -9,10 +9,13 @@ A light module: the node lists the choices; diffusers is imported when a run app
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from engine.folders import active_folders
 
 KINEMA_ACCELERATION = "acceleration"  # the key in ModelBundle.details
 # Widget name → (diffusers attention backend, the package that must be installed).
@@ -23,6 +26,8 @@ ATTENTION_BACKENDS: dict[str, tuple[str, str | None]] = {
     "xformers": ("xformers", "xformers"),
 }
 STEP_CACHES = ("off", "first_block_cache")
+# Backends that refuse an attention mask (diffusers checks it when they run).
+MASKLESS_BACKENDS = frozenset({"flash", "sage"})
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,14 @@ def installed_backends() -> list[str]:
 
 
 @contextmanager
-def accelerated(transformers: list[Any], options: Acceleration | None) -> Iterator[None]:
-    """Apply ``options`` to the transformers for the duration of one run."""
+def accelerated(transformers: list[Any], options: Acceleration | None,
+                masked_attention: bool = False) -> Iterator[None]:
+    """Apply ``options`` to the transformers for the duration of one run, undoing each step
+    even when a later one fails (the cached model is shared by every later run).
+
+    ``masked_attention``: the family passes attention masks (LTX-Video, HunyuanVideo), which
+    only SDPA and xformers accept.
+    """
     if options is None:
         yield
         return
@@ -51,21 +62,34 @@ def accelerated(transformers: list[Any], options: Acceleration | None) -> Iterat
     if package is not None and importlib.util.find_spec(package) is None:
         raise ValueError(f"attention {options.attention!r} needs the {package} package, which "
                          f"is not installed; installed: {', '.join(installed_backends())}")
-    for model in transformers:
-        if options.compile and not getattr(model, "_kinema_compiled", False):
-            # Regional: each repeated block compiles once and is reused, seconds not minutes.
-            # It stays compiled for the model's life (there is no undoing it).
-            model.compile_repeated_blocks(fullgraph=True)
-            model._kinema_compiled = True
-        model.set_attention_backend(backend)
-        if options.step_cache == "first_block_cache":
-            from diffusers import FirstBlockCacheConfig
+    if masked_attention and options.attention in MASKLESS_BACKENDS:
+        raise ValueError(f"attention {options.attention!r} takes no attention mask, which this "
+                         f"model passes: choose sdpa or xformers")
+    # Heavy, and loaded with the model already: never by listing the node's choices.
+    from diffusers.models.attention_dispatch import attention_backend
 
-            model.enable_cache(FirstBlockCacheConfig(threshold=options.cache_threshold))
-    try:
-        yield
-    finally:  # the cached model is shared by every later run: leave it as it was
+    with ExitStack() as undo:
+        # diffusers' process-wide backend, restored on exit: every transformer of this run
+        # uses it, and no later run inherits it.
+        undo.enter_context(attention_backend(backend))
         for model in transformers:
-            if options.step_cache != "off":
-                model.disable_cache()
-            model.reset_attention_backend()
+            if options.compile and not getattr(model, "_kinema_compiled", False):
+                _compile(model, options)
+            if options.step_cache == "first_block_cache":
+                from diffusers import FirstBlockCacheConfig
+
+                model.enable_cache(FirstBlockCacheConfig(threshold=options.cache_threshold))
+                undo.callback(model.disable_cache)
+        yield
+
+
+def _compile(model: Any, options: Acceleration) -> None:
+    """Regional compile: each repeated block compiles once and is reused (seconds, not minutes);
+    it stays compiled for the model's life (there is no undoing it). The First Block Cache's
+    decision and offloading hooks break a full graph, so a graph per block may break there."""
+    temp = active_folders().temp
+    # Inductor and Triton write their caches under the project's temp folder, not /tmp.
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(temp / "torchinductor"))
+    os.environ.setdefault("TRITON_CACHE_DIR", str(temp / "triton"))
+    model.compile_repeated_blocks(fullgraph=options.step_cache == "off")
+    model._kinema_compiled = True

@@ -15,6 +15,8 @@ KINEMA_CONDITIONING = "KINEMA_CONDITIONING"
 
 # Families Kinema knows; the loaders detect them from the weights' keys.
 SD1, SD2, MODELSCOPE, ANIMATEDIFF, SVD = "sd1", "sd2", "modelscope", "animatediff", "svd"
+# ModelBundle.details: the diffusion model's weights are stored in fp8 (computed in bf16/fp16).
+FP8_STORAGE = "fp8_storage"
 WAN = "wan"
 HUNYUAN = "hunyuan_video"
 LTX = "ltx"
@@ -31,10 +33,16 @@ class ModelBundle:
     device: torch.device
     dtype: torch.dtype
     details: dict[str, Any] = field(default_factory=dict)  # e.g. the motion adapter version
+    # A view of another output's model (DiT Options, a LoRA): the same pipeline, whose weights
+    # the loader's output already counts; counting them again would evict the loader's entry
+    # and reload a second copy of the model.
+    shares_pipe: bool = False
 
     @property
     def nbytes(self) -> int:
         """Bytes held by every component's parameters and buffers (the cache counts these)."""
+        if self.shares_pipe:
+            return 0
         total = 0
         for component in self.pipe.components.values():
             if isinstance(component, torch.nn.Module):

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from nodes.diffusion.bundle import ModelBundle
+from nodes.diffusion.bundle import FP8_STORAGE, ModelBundle
 from nodes.diffusion.device import inference_device, inference_dtype
 from nodes.diffusion.families import checkpoint_family, folder_family
 from nodes.diffusion.families.base import ComponentFile
@@ -27,7 +27,7 @@ from nodes.diffusion.model_files import (
     ModelLoadError,
 )
 from nodes.diffusion.placement import place
-from nodes.diffusion.weights import dequantize_fp8, read_state_dict, shapes_of
+from nodes.diffusion.weights import StateDict, dequantize_fp8, read_state_dict, shapes_of
 
 
 def load_model(path: Path, name: str) -> ModelBundle:
@@ -51,7 +51,10 @@ def load_model(path: Path, name: str) -> ModelBundle:
     else:
         raise ModelLoadError(f"{name} was not found: put single-file checkpoints in "
                              f"{CHECKPOINTS_DIR} and diffusers folders in {DIFFUSERS_DIR}")
-    details["placement"] = place(pipe, device).reason
+    if family.offloads:
+        details["placement"] = place(pipe, device).reason
+    else:  # AnimateDiff's motion UNet shares the UNet's weights, not its offload hooks
+        pipe.to(device)
     # Progress goes through the engine's hook, not tqdm on the server's stdout.
     pipe.set_progress_bar_config(disable=True)
     return ModelBundle(name_of_family, pipe, name, device, dtype, details)
@@ -69,9 +72,13 @@ def load_component_model(diffusion_model: Path, text_encoder: Path, vae: Path,
     paths = (diffusion_model, text_encoder, vae, diffusion_model_2, clip_vision, text_encoder_2)
     wheres = (DIFFUSION_MODELS_DIR, TEXT_ENCODERS_DIR, VAE_DIR, DIFFUSION_MODELS_DIR,
               CLIP_VISION_DIR, TEXT_ENCODERS_DIR)
-    parts = [None if path is None else
-             ComponentFile(dequantize_fp8(read_state_dict(path, where), dtype), name)
-             for path, where, name in zip(paths, wheres, names, strict=True)]
+    # LTX-Video's all-in-one file is both the diffusion model and the VAE: read it once.
+    states: dict[Path, StateDict] = {}
+    parts = []
+    for path, where, name in zip(paths, wheres, names, strict=True):
+        if path is not None and path not in states:
+            states[path] = dequantize_fp8(read_state_dict(path, where), dtype)
+        parts.append(None if path is None else ComponentFile(states[path], name))
     family, name_of_family = checkpoint_family(names[0], shapes_of(parts[0].state))
     # Only families with an image encoder or a second text encoder take one (and only then is
     # it passed); another family refuses it by name rather than with a TypeError.
@@ -89,6 +96,7 @@ def load_component_model(diffusion_model: Path, text_encoder: Path, vae: Path,
                 part.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn,
                                               compute_dtype=dtype)
     details = {"format": "single files", "path": str(diffusion_model),
-               "text_encoder": names[1], "vae": names[2], "placement": place(pipe, device).reason}
+               "text_encoder": names[1], "vae": names[2], "placement": place(pipe, device).reason,
+               FP8_STORAGE: fp8_storage}
     pipe.set_progress_bar_config(disable=True)
     return ModelBundle(name_of_family, pipe, names[0], device, dtype, details)

@@ -39,17 +39,17 @@ def has_adapters(module: Any) -> bool:
 def lora_weights(modules: dict[str, Any], loras: list[LoraChoice]) -> Iterator[None]:
     """Switch the chosen adapters on (at their strengths) for one run, and every adapter off
     after it, so runs without these LoRAs see the plain model."""
-    for name, module in modules.items():
-        chosen = [lora for lora in loras if name in lora.targets]
-        if chosen:
-            module.enable_lora()
-            module.set_adapters([lora.adapter for lora in chosen],
-                                [lora.strength for lora in chosen])
-        elif has_adapters(module):
-            module.disable_lora()
     try:
+        for name, module in modules.items():
+            chosen = [lora for lora in loras if name in lora.targets]
+            if chosen:
+                module.enable_lora()
+                module.set_adapters([lora.adapter for lora in chosen],
+                                    [lora.strength for lora in chosen])
+            elif has_adapters(module):
+                module.disable_lora()
         yield
-    finally:
+    finally:  # even when a set-up above failed: no adapter stays on for later runs
         for module in modules.values():
             if has_adapters(module):
                 module.disable_lora()

@@ -28,7 +28,8 @@ TOKENIZER_DIR = f"models/text_encoders/{TOKENIZER_NAME}/"
 
 SINGLE_FILE_FAMILIES = "Stable Diffusion 1.x (sd1) or 2.x (sd2) in the original (LDM) key layout"
 FOLDER_FAMILIES = ("Stable Diffusion 1.x/2.x, ModelScope/Zeroscope text-to-video, AnimateDiff, "
-                   "Stable Video Diffusion (SVD, SVD-XT), Wan 2.1/2.2, LTX-Video, CogVideoX")
+                   "Stable Video Diffusion (SVD, SVD-XT), Wan 2.1/2.2, LTX-Video, CogVideoX, "
+                   "HunyuanVideo")
 
 
 class ModelLoadError(Exception):

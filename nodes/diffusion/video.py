@@ -12,7 +12,7 @@ import torch
 
 from nodes.diffusion.bundle import Conditioning, ModelBundle, MotionModule
 from nodes.diffusion.families import family_named, family_of
-from nodes.diffusion.families.base import VideoLatents, VideoSettings
+from nodes.diffusion.families.base import VideoLatents, VideoSettings, image_frames
 
 __all__ = ["VideoLatents", "VideoSettings", "decode_video", "generate", "to_latent_layout"]
 
@@ -36,6 +36,4 @@ def decode_video(video: VideoLatents, decode_chunk_size: int = 0) -> torch.Tenso
     ``decode_chunk_size`` frames go through the VAE at once (0: all of them, the pipelines'
     default).
     """
-    tensor = family_named(video.family).decode(video, decode_chunk_size)
-    frames = video.pipe.video_processor.postprocess_video(video=tensor, output_type="pt")
-    return frames.flatten(0, 1).permute(0, 2, 3, 1).float().cpu().contiguous()
+    return image_frames(video.pipe, family_named(video.family).decode(video, decode_chunk_size))

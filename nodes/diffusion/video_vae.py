@@ -47,15 +47,18 @@ def decode_video_latents(vae: Any, latents: torch.Tensor, tile: bool | None = No
     height, width = latents.shape[-2] * scale, latents.shape[-1] * scale
     if tile is None:
         tile = should_tile(height, width, free_memory(latents.device))
-    if tile:
-        return _tiled(vae, tile_size, tile_overlap, lambda: vae.decode(latents).sample)
-    try:
-        return vae.decode(latents).sample
-    except torch.OutOfMemoryError:
+    if not tile:
+        try:
+            return vae.decode(latents).sample
+        except torch.OutOfMemoryError:
+            pass  # retried below, once the failed decode's memory is released
+        # Out of the except block: its traceback no longer holds the failed decode's
+        # activations, and the causal cache of its frames is dropped.
+        getattr(vae, "clear_cache", lambda: None)()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        return _tiled(vae, tile_size, tile_overlap, lambda: vae.decode(latents).sample)
+    return _tiled(vae, tile_size, tile_overlap, lambda: vae.decode(latents).sample)
 
 
 def _tiled(vae: Any, tile_size: int, tile_overlap: int,
@@ -64,7 +67,10 @@ def _tiled(vae: Any, tile_size: int, tile_overlap: int,
     overlapping by ``tile_overlap``), then as it was."""
     saved = {name: getattr(vae, name) for name in TILING_SETTINGS}
     if tile_size:
-        stride = max(tile_size - tile_overlap, 1)
+        # Tiles are cut in latent pixels: sizes and strides in whole latents, at least one.
+        scale = vae.spatial_compression_ratio
+        tile_size = max(tile_size // scale, 1) * scale
+        stride = max((tile_size - tile_overlap) // scale, 1) * scale
         vae.enable_tiling(tile_sample_min_height=tile_size, tile_sample_min_width=tile_size,
                           tile_sample_stride_height=stride, tile_sample_stride_width=stride)
     else:

@@ -328,19 +328,25 @@ def denoise_wan(pipe: Any, windows: ContextWindows, *, prompt_embeds: torch.Tens
             model, scale = pipe.transformer_2, guidance_scale
 
         def predict(sl: slice, model: Any = model, scale: float = scale, t: Any = t,
-                    latents: torch.Tensor = latents) -> torch.Tensor:
+                    latents: torch.Tensor = latents, i: int = i) -> torch.Tensor:
             x = latents[:, :, sl].to(transformer_dtype)
             if pipe.config.expand_timesteps:  # TI2V-5B: one timestep per latent token
                 tokens = x.shape[2] * (x.shape[3] // 2) * (x.shape[4] // 2)
                 timestep = t.expand(x.shape[0], tokens)
             else:
                 timestep = t.expand(x.shape[0])
-            pred = model(hidden_states=x, timestep=timestep,
-                         encoder_hidden_states=prompt_embeds, return_dict=False)[0]
+            # One step cache per window and guidance branch, as the pipeline has one per
+            # branch: a cached residual is only reused for the same window.
+            cache = {"step_index": i, "sigma": float(pipe.scheduler.sigmas[i]),
+                     "num_inference_steps": len(timesteps)}
+            with model.cache_context(f"cond_{sl.start}", **cache):
+                pred = model(hidden_states=x, timestep=timestep,
+                             encoder_hidden_states=prompt_embeds, return_dict=False)[0]
             if pipe.do_classifier_free_guidance:
-                uncond = model(hidden_states=x, timestep=timestep,
-                               encoder_hidden_states=negative_prompt_embeds,
-                               return_dict=False)[0]
+                with model.cache_context(f"uncond_{sl.start}", **cache):
+                    uncond = model(hidden_states=x, timestep=timestep,
+                                   encoder_hidden_states=negative_prompt_embeds,
+                                   return_dict=False)[0]
                 pred = uncond + scale * (pred - uncond)
             return pred
 

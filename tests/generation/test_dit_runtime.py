@@ -201,3 +201,81 @@ def test_running_out_of_memory_while_denoising_is_reported_and_the_next_prompt_r
     again = run_graph(graph(folder_loader(WAN21)), executor)
     assert again.result.status == "success"
     assert tuple(again.captured["4"]["samples"].shape) == (1, 16, 2, 4, 4)
+
+
+def test_an_attention_backend_applies_to_its_run_only(wan, monkeypatch):
+    """diffusers' backend is process-wide: a run's choice is restored after it, even when the
+    run fails, so later runs (of any model) get SDPA again."""
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    from nodes.diffusion import acceleration
+
+    # PyTorch's math kernel, a diffusers backend that runs on the CPU, stands in for flash.
+    monkeypatch.setitem(acceleration.ATTENTION_BACKENDS, "math", ("_native_math", None))
+    transformer = wan["pipes"][WAN21].transformer
+    before = _AttentionBackendRegistry._active_backend
+    seen = []
+    with pytest.raises(RuntimeError, match="the run failed"):
+        with accelerated([transformer], Acceleration(attention="math")):
+            seen.append(_AttentionBackendRegistry._active_backend.value)
+            raise RuntimeError("the run failed")
+    assert seen == ["_native_math"]
+    assert _AttentionBackendRegistry._active_backend == before
+
+
+def test_a_failed_setup_undoes_what_it_had_done(wan, monkeypatch):
+    first = wan["pipes"][WAN21].transformer
+    second = copy.deepcopy(first)
+    monkeypatch.setattr(second, "enable_cache", lambda config: (_ for _ in ()).throw(
+        RuntimeError("no cache here")))
+    with pytest.raises(RuntimeError, match="no cache here"):
+        with accelerated([first, second], Acceleration(step_cache="first_block_cache")):
+            pass
+    assert not first.is_cache_enabled
+
+
+def test_masked_models_refuse_maskless_attention(wan, monkeypatch):
+    from nodes.diffusion import acceleration
+
+    monkeypatch.setattr(acceleration.importlib.util, "find_spec", lambda name: object())
+    with pytest.raises(ValueError, match="takes no attention mask"):
+        with accelerated([], Acceleration(attention="sage"), masked_attention=True):
+            pass
+
+
+def test_first_block_cache_with_context_windows_caches_each_window_apart(wan):
+    args = dict(frames=17, context_length=9, context_overlap=4)
+    plain = run_ok(graph(folder_loader(WAN21), **args)).captured["4"]["samples"]
+    cached = run_ok(options(graph(folder_loader(WAN21), **args),
+                            step_cache="first_block_cache", cache_threshold=0.0))
+    assert (cached.captured["4"]["samples"] - plain).abs().max().item() <= 1e-6
+
+
+def test_a_lora_on_fp8_weights_is_refused_clearly(wan):
+    loader = file_loader(WAN21, f"{WAN21}.safetensors")
+    loader["inputs"]["weight_dtype"] = "fp8_e4m3fn"
+    prompt = with_model_node(graph(loader), "DiTLoraLoader", lora="any.safetensors",
+                             strength=1.0, expert="both")
+    lora_folder = wan["folders"].models / "loras"
+    lora_folder.mkdir(parents=True, exist_ok=True)
+    (lora_folder / "any.safetensors").write_bytes(b"")
+    error = run_error(prompt)
+    assert error["node_id"] == "9" and "fp8" in error["exception_message"]
+
+
+def test_options_and_loras_do_not_count_the_model_twice(wan):
+    prompt = options(graph(folder_loader(WAN21)))
+    prompt["6"] = {"class_type": "CaptureOutputs", "inputs": {"value": ["1", 0]}}
+    prompt["7"] = {"class_type": "CaptureOutputs", "inputs": {"value": ["9", 0]}}
+    run = run_ok(prompt)
+    loaded, derived = run.captured["6"], run.captured["7"]
+    assert derived.pipe is loaded.pipe
+    assert loaded.nbytes > 0 and derived.nbytes == 0
+
+
+def test_tiles_smaller_than_the_overlap_still_decode(wan):
+    vae = wan["pipes"][WAN21].vae
+    with torch.no_grad():
+        frames = decode_video_latents(vae, torch.randn(1, 16, 2, 4, 4), tile=True,
+                                      tile_size=16, tile_overlap=16)
+    assert frames.shape == (1, 3, 5, 32, 32)

@@ -226,3 +226,16 @@ def test_wan22_ti2v_makes_video_from_text_and_from_a_keyframe(wan):
     want = reference(image_pipe, image=dit_graphs.stored_keyframe(wan["folders"]))
     assert_same(run_ok(with_keyframe(graph(folder_loader(TI2V)))), *want)
     assert_same(run_ok(with_keyframe(graph(file_loader(TI2V, f"{TI2V}.safetensors")))), *want)
+
+
+def test_a_conditioning_from_another_dit_family_is_refused(wan):
+    """UMT5, T5 and Llama embeddings are all 4096 wide: only the family tells them apart."""
+    from nodes.diffusion.bundle import Conditioning, ModelBundle
+    from nodes.diffusion.families.base import text_conditioning
+
+    model = ModelBundle("wan", wan["pipes"][WAN21], "tiny-wan", torch.device("cpu"),
+                        torch.float32)
+    foreign = Conditioning("ltx", "tiny-ltx", "a", "", torch.zeros(1, 4, 32), None)
+    with pytest.raises(ValueError, match="encoded by a ltx model"):
+        text_conditioning(model, foreign, 32, own_encoder=True)
+    assert text_conditioning(model, foreign, 32) is foreign  # UNet families share CLIP

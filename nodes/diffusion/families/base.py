@@ -99,6 +99,9 @@ class Family:
     pipelines: Mapping[str, str] = {}
     #: Whether the keyframe generator (text → one image) runs it.
     makes_images = False
+    #: Whether its weights may be offloaded when VRAM is short (``placement.py``); the UNet
+    #: families stay whole on the device.
+    offloads = False
     #: The components LoRAs load into (diffusers' own LoRA loading); none: no LoRAs.
     lora_components: tuple[str, ...] = ()
     #: For the diffusion transformers ComfyUI keeps one file per component: what Load DiT
@@ -251,14 +254,23 @@ def scheduler_from(root: Path) -> Any:
 
 
 @contextmanager
-def transformer_run(model: ModelBundle, pipe: Any) -> Iterator[None]:
+def transformer_run(model: ModelBundle, pipe: Any, masked_attention: bool = False,
+                    ) -> Iterator[None]:
     """The DiT Options and the LoRAs the graph chose, on the pipeline's transformer(s), for
-    one run (undone after it: the cached model is shared by every run)."""
+    one run (undone after it: the cached model is shared by every run). ``masked_attention``:
+    the family's transformer is called with attention masks."""
     modules = {name: getattr(pipe, name, None) for name in ("transformer", "transformer_2")}
     modules = {name: module for name, module in modules.items() if module is not None}
-    with accelerated(list(modules.values()), model.details.get(KINEMA_ACCELERATION)), \
-            lora_weights(modules, model.details.get(LORAS, [])):
+    with accelerated(list(modules.values()), model.details.get(KINEMA_ACCELERATION),
+                     masked_attention), lora_weights(modules, model.details.get(LORAS, [])):
         yield
+
+
+def image_frames(pipe: Any, video: torch.Tensor) -> torch.Tensor:
+    """A decoded clip ``[B,C,F,H,W]`` in -1..1 → IMAGE frames ``[B*F,H,W,C]`` in 0..1 on the CPU,
+    through the pipeline's own postprocessing."""
+    frames = pipe.video_processor.postprocess_video(video=video, output_type="pt")
+    return frames.flatten(0, 1).permute(0, 2, 3, 1).float().cpu().contiguous()
 
 
 def quiet(pipe: Any) -> Any:
@@ -277,12 +289,21 @@ def refuse_parts(family: str, transformer: ComponentFile, **parts: ComponentFile
                                  f"given)")
 
 
-def text_conditioning(model: ModelBundle, conditioning: Conditioning | None,
-                      width: int) -> Conditioning:
-    """The conditioning a text-to-video model needs: present, and as wide as it reads."""
+def text_conditioning(model: ModelBundle, conditioning: Conditioning | None, width: int,
+                      own_encoder: bool = False) -> Conditioning:
+    """The conditioning a text-to-video model needs: present, and as wide as it reads.
+
+    ``own_encoder``: only this family's encoder will do. The DiT families' encoders (UMT5-XXL,
+    T5-XXL, Llama 3 8B) all give 4096-wide embeddings, so width cannot tell a miswired graph;
+    the UNet families share CLIP and may take each other's (Kinema-Tiny's graph does).
+    """
     if conditioning is None:
         raise ValueError(f"{model.family} models need a text conditioning: connect one "
                          "(KinemaTextEncode with this model)")
+    if own_encoder and conditioning.family != model.family:
+        raise ValueError(f"the conditioning was encoded by a {conditioning.family} model "
+                         f"({conditioning.source}); {model.source} is a {model.family} model: "
+                         f"encode the prompt with this model")
     if conditioning.prompt_embeds.shape[-1] != width:
         raise ValueError(f"the conditioning comes from a {conditioning.family} text encoder "
                          f"({conditioning.prompt_embeds.shape[-1]} wide) but this model expects "

@@ -46,6 +46,7 @@ from nodes.diffusion.families.base import (
     VideoLatents,
     VideoSettings,
     fill_model,
+    image_frames,
     no_motion,
     quiet,
     refuse_parts,
@@ -223,6 +224,7 @@ def check_frames(frames: int, temporal: int) -> None:
 
 class CogVideoX(Family):
     names = (COGVIDEOX,)
+    offloads = True
     lora_components = ("transformer",)
     companions = (f"a T5-XXL text encoder (in {TEXT_ENCODERS_DIR}) and the CogVideoX VAE (the "
                   f"vae/ folder's diffusion_pytorch_model.safetensors, in {VAE_DIR})")
@@ -305,7 +307,8 @@ class CogVideoX(Family):
                 motion: MotionModule | None, keyframe: torch.Tensor | None) -> VideoLatents:
         pipe = self.video_pipeline(model, motion, s.scheduler, keyframe is not None)
         config = pipe.transformer.config
-        conditioning = text_conditioning(model, conditioning, config.text_embed_dim)
+        conditioning = text_conditioning(model, conditioning, config.text_embed_dim,
+                                         own_encoder=True)
         window = self.window(pipe)
         if s.frames > window:
             raise ValueError(f"{s.frames} frames are more than CogVideoX denoises at once: make "
@@ -368,10 +371,8 @@ class CogVideoX(Family):
         """A LATENT of this model decoded as the pipeline decodes its latents, whole frames
         (the tile settings are not used)."""
         vae = model.pipe.vae
-        latents = samples.to(vae.device, vae.dtype).permute(0, 2, 1, 3, 4)
-        video = model.pipe.decode_latents(latents)
-        frames = model.pipe.video_processor.postprocess_video(video=video, output_type="pt")
-        return frames.flatten(0, 1).permute(0, 2, 3, 1).float().cpu().contiguous()
+        latents = samples.to(model.pipe._execution_device, vae.dtype).permute(0, 2, 1, 3, 4)
+        return image_frames(model.pipe, model.pipe.decode_latents(latents))
 
 
 def _transformer(part: ComponentFile, dtype: torch.dtype) -> CogVideoXTransformer3DModel:

@@ -56,6 +56,7 @@ from nodes.diffusion.families.base import (
     VideoLatents,
     VideoSettings,
     fill_model,
+    image_frames,
     no_motion,
     quiet,
     refuse_parts,
@@ -219,6 +220,7 @@ class HunyuanVideo(Family):
     frames (4k+1) per run, embedded guidance, flow-matching samplers."""
 
     names = (HUNYUAN,)
+    offloads = True
     lora_components = ("transformer",)
     companions = (f"its Llama text encoder (llava_llama3_*.safetensors) as text_encoder and "
                   f"CLIP-L (clip_l.safetensors) as text_encoder_2, both in {TEXT_ENCODERS_DIR}, "
@@ -300,7 +302,7 @@ class HunyuanVideo(Family):
                              "keyframe (Kinema does not run HunyuanVideo image-to-video)")
         pipe = self.video_pipeline(model, motion, s.scheduler, s.shift)
         conditioning = text_conditioning(model, conditioning,
-                                         pipe.transformer.config.text_embed_dim)
+                                         pipe.transformer.config.text_embed_dim, own_encoder=True)
         if any(key not in conditioning.extras for key in (POOLED, MASK)):
             raise ValueError(f"the conditioning comes from a {conditioning.family} text encoder, "
                              "without the CLIP pooled embedding and attention mask HunyuanVideo "
@@ -316,7 +318,7 @@ class HunyuanVideo(Family):
                     # CFG: true_cfg_scale stays 1, one pass per step, the negative unused.
                     guidance_scale=s.cfg, generator=s.generator(), output_type="latent",
                     callback_on_step_end=step_callback())
-        with transformer_run(model, pipe):
+        with transformer_run(model, pipe, masked_attention=True):
             latents = pipe(**args).frames
         return VideoLatents(latents, pipe, model.family)
 
@@ -351,24 +353,23 @@ class HunyuanVideo(Family):
 
     def decode(self, video: VideoLatents, chunk: int) -> torch.Tensor:
         # Whole clips, as the pipeline decodes: the VAE already walks the clip in time itself.
-        return _decode(video.pipe.vae, video.latents)
+        return _decode(video.pipe, video.latents)
 
     def decode_samples(self, model: ModelBundle, samples: torch.Tensor, tile_size: int,
                        tile_overlap: int) -> torch.Tensor:
         """A LATENT of this model decoded as the pipeline decodes its latents (tiled in space
         when asked, for large frames, or after running out of memory)."""
-        video = _decode(model.pipe.vae, samples, True if tile_size else None, tile_size,
-                        tile_overlap)
-        frames = model.pipe.video_processor.postprocess_video(video=video, output_type="pt")
-        return frames.flatten(0, 1).permute(0, 2, 3, 1).float().cpu().contiguous()
+        return image_frames(model.pipe, _decode(model.pipe, samples, True if tile_size else None,
+                                                tile_size, tile_overlap))
 
 
 @torch.no_grad()
-def _decode(vae: Any, latents: torch.Tensor, tile: bool | None = None, tile_size: int = 0,
+def _decode(pipe: Any, latents: torch.Tensor, tile: bool | None = None, tile_size: int = 0,
             tile_overlap: int = 0) -> torch.Tensor:
     """HunyuanVideoPipeline's decode: undo the latent scaling, then the 3-D VAE (its tiling
     settings are the ones ``decode_video_latents`` drives)."""
-    latents = latents.to(vae.device, vae.dtype) / vae.config.scaling_factor
+    vae = pipe.vae
+    latents = latents.to(pipe._execution_device, vae.dtype) / vae.config.scaling_factor
     return decode_video_latents(vae, latents, tile, tile_size, tile_overlap)
 
 

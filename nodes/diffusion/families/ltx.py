@@ -51,6 +51,7 @@ from nodes.diffusion.families.base import (
     VideoLatents,
     VideoSettings,
     fill_model,
+    image_frames,
     no_motion,
     quiet,
     refuse_parts,
@@ -226,6 +227,7 @@ def vae_config(shapes: Shapes) -> dict[str, Any]:
 
 class LTXVideo(Family):
     names = (LTX,)
+    offloads = True
     lora_components = ("transformer",)
     companions = (f"the same file as its vae (it holds the VAE too) and a T5-XXL text encoder "
                   f"(t5xxl_*.safetensors in {TEXT_ENCODERS_DIR})")
@@ -296,7 +298,7 @@ class LTXVideo(Family):
                 motion: MotionModule | None, keyframe: torch.Tensor | None) -> VideoLatents:
         pipe = self.video_pipeline(model, motion, s.scheduler, s.shift, keyframe is not None)
         conditioning = text_conditioning(model, conditioning,
-                                         pipe.transformer.config.caption_channels)
+                                         pipe.transformer.config.caption_channels, own_encoder=True)
         if PROMPT_MASK not in conditioning.extras:
             raise ValueError(f"the conditioning comes from a {conditioning.family} text encoder "
                              "without attention masks, which LTX-Video reads: encode the prompt "
@@ -320,7 +322,7 @@ class LTXVideo(Family):
                     output_type="latent", callback_on_step_end=step_callback())
         if keyframe is not None:
             args["image"] = keyframe_image(keyframe)
-        with transformer_run(model, pipe):
+        with transformer_run(model, pipe, masked_attention=True):
             packed = pipe(**args).frames
         # The pipeline's own unpacking, over the grid it denoised.
         frames = (s.frames - 1) // pipe.vae_temporal_compression_ratio + 1
@@ -337,7 +339,7 @@ class LTXVideo(Family):
             video = LTXLatents(video.latents, video.pipe, video.family)
         vae = video.pipe.vae
         latents = video.pipe._denormalize_latents(
-            video.latents.to(vae.device), vae.latents_mean, vae.latents_std,
+            video.latents.to(video.pipe._execution_device), vae.latents_mean, vae.latents_std,
             vae.config.scaling_factor).to(video.text_dtype or vae.dtype)
         timestep = None
         if vae.config.timestep_conditioning:
@@ -362,9 +364,7 @@ class LTXVideo(Family):
         timestep, which adds no noise), whole frames: the tile settings are not used."""
         video = LTXLatents(samples, model.pipe, model.family,
                            text_dtype=model.pipe.text_encoder.dtype)
-        frames = model.pipe.video_processor.postprocess_video(video=self.decode(video, 0),
-                                                              output_type="pt")
-        return frames.flatten(0, 1).permute(0, 2, 3, 1).float().cpu().contiguous()
+        return image_frames(model.pipe, self.decode(video, 0))
 
 
 def _transformer(part: ComponentFile, dtype: torch.dtype) -> LTXVideoTransformer3DModel:

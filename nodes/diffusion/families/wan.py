@@ -47,6 +47,7 @@ from nodes.diffusion.families.base import (
     VideoLatents,
     VideoSettings,
     fill_model,
+    image_frames,
     no_motion,
     quiet,
     scheduler_from,
@@ -153,6 +154,7 @@ def wan22_vae_block_name(key: str) -> str:
 
 class Wan(Family):
     names = (WAN,)
+    offloads = True
     pipelines = {"WanPipeline": WAN, "WanImageToVideoPipeline": WAN}
     companions = (f"its text encoder (umt5_xxl_*.safetensors in {TEXT_ENCODERS_DIR}) and VAE "
                   f"(wan_2.1_vae or wan2.2_vae.safetensors in {VAE_DIR})")
@@ -274,7 +276,8 @@ class Wan(Family):
     def denoise(self, model: ModelBundle, s: VideoSettings, conditioning: Conditioning | None,
                 motion: MotionModule | None, keyframe: torch.Tensor | None) -> VideoLatents:
         pipe = self.video_pipeline(model, motion, s.scheduler, s.shift, keyframe is not None)
-        conditioning = text_conditioning(model, conditioning, pipe.transformer.config.text_dim)
+        conditioning = text_conditioning(model, conditioning, pipe.transformer.config.text_dim,
+                                         own_encoder=True)
         args = dict(prompt_embeds=conditioning.prompt_embeds,
                     negative_prompt_embeds=conditioning.negative_prompt_embeds,
                     height=s.height or DEFAULT_HEIGHT, width=s.width or DEFAULT_WIDTH,
@@ -296,23 +299,23 @@ class Wan(Family):
         return VideoLatents(latents, pipe, model.family)
 
     def decode(self, video: VideoLatents, chunk: int) -> torch.Tensor:
-        return _decode(video.pipe.vae, video.latents)
+        return _decode(video.pipe, video.latents)
 
     def decode_samples(self, model: ModelBundle, samples: torch.Tensor, tile_size: int,
                        tile_overlap: int) -> torch.Tensor:
-        video = _decode(model.pipe.vae, samples, True if tile_size else None, tile_size,
-                        tile_overlap)
-        frames = model.pipe.video_processor.postprocess_video(video=video, output_type="pt")
-        return frames.flatten(0, 1).permute(0, 2, 3, 1).float().cpu().contiguous()
+        return image_frames(model.pipe, _decode(model.pipe, samples, True if tile_size else None,
+                                                tile_size, tile_overlap))
 
 
 @torch.no_grad()
-def _decode(vae: Any, latents: torch.Tensor, tile: bool | None = None, tile_size: int = 0,
+def _decode(pipe: Any, latents: torch.Tensor, tile: bool | None = None, tile_size: int = 0,
             tile_overlap: int = 0) -> torch.Tensor:
     """WanPipeline's decode: undo the per-channel latent normalisation, then the 3-D VAE
     (tiled in space for large frames, or after running out of memory)."""
+    vae = pipe.vae
     shape = (1, vae.config.z_dim, 1, 1, 1)
-    latents = latents.to(vae.device, vae.dtype)
+    # The execution device: under model offload the VAE waits on the CPU until it runs.
+    latents = latents.to(pipe._execution_device, vae.dtype)
     mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents.device, latents.dtype)
     std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latents.device,
                                                                     latents.dtype)
