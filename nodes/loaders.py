@@ -246,8 +246,8 @@ class DiTModelLoader:
                 "(t = 875 for text-to-video); none for single-model families.")}),
             "weight_dtype": (list(WEIGHT_DTYPES), {"default": "default", "tooltip": (
                 "How the diffusion model's weights are stored: default (the compute dtype: "
-                "bf16/fp16 on a GPU), or fp8_e4m3fn (half of bf16's memory; computed in bf16 "
-                "layer by layer; slightly different frames).")}),
+                "bf16 on a GPU that has it, else fp16), or fp8_e4m3fn (half of bf16's memory; "
+                "computed in the compute dtype layer by layer; slightly different frames).")}),
             "clip_vision": (vision, {"default": NONE, "tooltip": (
                 f"Wan 2.1 image-to-video: the CLIP vision encoder (clip_vision_h) in "
                 f"{CLIP_VISION_DIR}; none otherwise.")}),

@@ -16,9 +16,9 @@ from accelerate import init_empty_weights
 from transformers import CLIPVisionConfig, CLIPVisionModel
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-from nodes.diffusion.families.base import ComponentFile
+from nodes.diffusion.families.base import ComponentFile, fill_model
 from nodes.diffusion.model_files import CLIP_VISION_DIR, ModelLoadError
-from nodes.diffusion.weights import check_fully_loaded, shapes_of
+from nodes.diffusion.weights import shapes_of
 
 PREFIX = "vision_model."
 LAYER = re.compile(r"vision_model\.encoder\.layers\.(\d+)\.")
@@ -51,15 +51,9 @@ def load_clip_vision(part: ComponentFile, dtype: torch.dtype) -> CLIPVisionModel
         model = CLIPVisionModel(clip_vision_config(shapes))
     # Files keep transformers 4's "vision_model." prefix; transformers 5's model has none.
     prefixed = any(k.startswith(PREFIX) for k in model.state_dict())
-    weights = {(k if prefixed else k.removeprefix(PREFIX)): v.to(dtype)
+    weights = {(k if prefixed else k.removeprefix(PREFIX)): v
                for k, v in part.state.items() if k.startswith(PREFIX)}
-    _, unexpected = model.load_state_dict(weights, strict=False, assign=True)
-    hint = f"Expected a complete CLIP vision file in {CLIP_VISION_DIR}."
-    if unexpected:
-        raise ModelLoadError(f"{part.name}: weights CLIP vision does not have "
-                             f"({', '.join(sorted(unexpected)[:3])}). {hint}")
-    check_fully_loaded(model, "CLIP vision", part.name, hint)
-    return model.eval()
+    return fill_model(model, weights, dtype, part.name, "CLIP vision", CLIP_VISION_DIR)
 
 
 def clip_image_processor(model: CLIPVisionModel) -> CLIPImageProcessorPil:

@@ -33,7 +33,6 @@ from nodes.diffusion.weights import StateDict, dequantize_fp8, read_state_dict, 
 def load_model(path: Path, name: str) -> ModelBundle:
     """A diffusers folder or a single-file checkpoint → a ModelBundle on the inference device."""
     device = inference_device()
-    dtype = inference_dtype(device)
     details: dict[str, Any] = {"path": str(path)}
     if path.is_dir():
         if not (path / "model_index.json").is_file():
@@ -41,12 +40,15 @@ def load_model(path: Path, name: str) -> ModelBundle:
                                  f"diffusers pipeline folder of {FOLDER_FAMILIES} in "
                                  f"{DIFFUSERS_DIR}")
         family, name_of_family, class_name = folder_family(path)
+        dtype = inference_dtype(device, family.prefers_bf16)
         pipe = family.load_folder(path, name, class_name, dtype)
         details["format"] = "diffusers"
     elif path.is_file():
-        state = dequantize_fp8(read_state_dict(path, CHECKPOINTS_DIR), dtype)
+        state = read_state_dict(path, CHECKPOINTS_DIR)
         family, name_of_family = checkpoint_family(name, shapes_of(state))
-        pipe = family.load_single_file(path, state, name_of_family, name, dtype)
+        dtype = inference_dtype(device, family.prefers_bf16)
+        pipe = family.load_single_file(path, dequantize_fp8(state, dtype), name_of_family, name,
+                                       dtype)
         details["format"] = "single-file"
     else:
         raise ModelLoadError(f"{name} was not found: put single-file checkpoints in "
@@ -68,7 +70,8 @@ def load_component_model(diffusion_model: Path, text_encoder: Path, vae: Path,
     ModelBundle; ``names`` are the files' names as picked (for the messages). With
     ``fp8_storage`` the diffusion model(s) keep their weights in fp8, computed in ``dtype``."""
     device = inference_device()
-    dtype = inference_dtype(device)
+    # Only the diffusion transformers come as one file per component.
+    dtype = inference_dtype(device, prefer_bf16=True)
     paths = (diffusion_model, text_encoder, vae, diffusion_model_2, clip_vision, text_encoder_2)
     wheres = (DIFFUSION_MODELS_DIR, TEXT_ENCODERS_DIR, VAE_DIR, DIFFUSION_MODELS_DIR,
               CLIP_VISION_DIR, TEXT_ENCODERS_DIR)

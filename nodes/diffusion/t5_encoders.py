@@ -26,8 +26,9 @@ from transformers import (
 )
 
 from engine.folders import active_folders
+from nodes.diffusion.families.base import fill_model
 from nodes.diffusion.model_files import TEXT_ENCODERS_DIR, ModelLoadError
-from nodes.diffusion.weights import StateDict, check_fully_loaded
+from nodes.diffusion.weights import StateDict
 
 SPIECE_KEY = "spiece_model"
 EMBEDDING = "shared.weight"
@@ -76,17 +77,11 @@ def load_t5_encoder(state: StateDict, name: str, dtype: torch.dtype, *, umt5: bo
     config_cls, model_cls = (UMT5Config, UMT5EncoderModel) if umt5 else (T5Config, T5EncoderModel)
     with init_empty_weights():
         model = model_cls(config_cls(**encoder_config(shapes)))
-    weights = {k: v.to(dtype) for k, v in state.items()
+    weights = {k: v for k, v in state.items()
                if k != SPIECE_KEY and not k.startswith("decoder.")}
     # The encoder's token table is the shared one (tied in transformers).
     weights.setdefault("encoder.embed_tokens.weight", weights[EMBEDDING])
-    _, unexpected = model.load_state_dict(weights, strict=False, assign=True)
-    hint = f"Expected a complete {kind} encoder in {TEXT_ENCODERS_DIR}."
-    if unexpected:
-        raise ModelLoadError(f"{name}: the {kind} encoder has weights it should not "
-                             f"({', '.join(sorted(unexpected)[:3])}). {hint}")
-    check_fully_loaded(model, f"{kind} text encoder", name, hint)
-    return model.eval()
+    return fill_model(model, weights, dtype, name, f"{kind} text encoder", TEXT_ENCODERS_DIR)
 
 
 def load_t5_tokenizer(state: StateDict, name: str, folder_name: str) -> Any:

@@ -279,3 +279,15 @@ def test_tiles_smaller_than_the_overlap_still_decode(wan):
         frames = decode_video_latents(vae, torch.randn(1, 16, 2, 4, 4), tile=True,
                                       tile_size=16, tile_overlap=16)
     assert frames.shape == (1, 3, 5, 32, 32)
+
+
+def test_the_dits_run_in_bf16_on_gpus_that_have_it(monkeypatch):
+    from nodes.diffusion.device import inference_dtype
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    monkeypatch.delenv("KINEMA_DTYPE", raising=False)
+    for supported, dit, want in ((True, True, torch.bfloat16), (False, True, torch.float16),
+                                 (True, False, torch.float16)):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda s=supported: s)
+        assert inference_dtype(cuda, prefer_bf16=dit) == want
+    assert inference_dtype(cpu, prefer_bf16=True) == torch.float32

@@ -102,6 +102,8 @@ class Family:
     #: Whether its weights may be offloaded when VRAM is short (``placement.py``); the UNet
     #: families stay whole on the device.
     offloads = False
+    #: Whether it runs in bf16 on GPUs that have it (fp16 overflows in the DiTs' encoders).
+    prefers_bf16 = False
     #: The components LoRAs load into (diffusers' own LoRA loading); none: no LoRAs.
     lora_components: tuple[str, ...] = ()
     #: For the diffusion transformers ComfyUI keeps one file per component: what Load DiT
@@ -228,14 +230,22 @@ class Family:
 def fill_model(model: Any, state: StateDict, dtype: torch.dtype, name: str, what: str,
                where: str) -> Any:
     """Put converted weights into a model built on the meta device, in ``dtype`` except the
-    modules diffusers keeps in float32 (norms, time embedding), as its ``from_pretrained``."""
+    modules the library keeps in float32 (diffusers' norms and time embeddings, T5's ``wo``),
+    as its ``from_pretrained`` does. A file of another model that shares the names (a tensor
+    of the wrong size) is said plainly."""
     keep = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
     weights = {}
     for key, value in state.items():
         fp32 = value.is_floating_point() and any(part in keep for part in key.split("."))
         weights[key] = value.to(torch.float32 if fp32 and dtype != torch.float32 else dtype)
     hint = f"Expected a complete {what} file in {where}."
-    _, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+    try:
+        _, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+    except RuntimeError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
+                      str(exc).splitlines()[0])
+        raise ModelLoadError(f"{name}: its weights do not fit a {what} ({detail}). "
+                             f"{hint}") from None
     if unexpected:
         raise ModelLoadError(f"{name}: weights the {what} does not have "
                              f"({', '.join(sorted(unexpected)[:3])}). {hint}")

@@ -67,7 +67,7 @@ from nodes.diffusion.model_files import (
 from nodes.diffusion.progress import step_callback
 from nodes.diffusion.schedulers import DEFAULT, make_scheduler
 from nodes.diffusion.t5_encoders import load_t5_encoder, load_t5_tokenizer
-from nodes.diffusion.weights import StateDict, shapes_of
+from nodes.diffusion.weights import shapes_of
 
 # Keys only CogVideoX's transformer has together (CogView's share the first two, not the
 # top-level time embedding; Wan, LTX and Mochi name their parts otherwise).
@@ -225,6 +225,7 @@ def check_frames(frames: int, temporal: int) -> None:
 class CogVideoX(Family):
     names = (COGVIDEOX,)
     offloads = True
+    prefers_bf16 = True
     lora_components = ("transformer",)
     companions = (f"a T5-XXL text encoder (in {TEXT_ENCODERS_DIR}) and the CogVideoX VAE (the "
                   f"vae/ folder's diffusion_pytorch_model.safetensors, in {VAE_DIR})")
@@ -394,7 +395,7 @@ def _transformer(part: ComponentFile, dtype: torch.dtype) -> CogVideoXTransforme
                              f"{DIFFUSERS_DIR}") from None
     with init_empty_weights():
         model = CogVideoXTransformer3DModel(**config)
-    return _load(model, state, dtype, part.name, "CogVideoX diffusion transformer",
+    return fill_model(model, state, dtype, part.name, "CogVideoX diffusion transformer",
                  DIFFUSION_MODELS_DIR)
 
 
@@ -414,20 +415,7 @@ def _vae(part: ComponentFile, dtype: torch.dtype,
                   invert_scale_latents=settings["invert_scale_latents"])
     with init_empty_weights():
         model = AutoencoderKLCogVideoX(**config)
-    return _load(model, part.state, dtype, part.name, "CogVideoX VAE", VAE_DIR)
-
-
-def _load(model: Any, state: StateDict, dtype: torch.dtype, name: str, what: str,
-          where: str) -> Any:
-    """``fill_model``, with a tensor of the wrong size (a file of another model that shares
-    the names) said plainly."""
-    try:
-        return fill_model(model, state, dtype, name, what, where)
-    except RuntimeError as exc:
-        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
-                      str(exc).splitlines()[0])
-        raise ModelLoadError(f"{name}: its weights do not fit a {what} ({detail}). Expected a "
-                             f"complete {what} file in {where}.") from None
+    return fill_model(model, part.state, dtype, part.name, "CogVideoX VAE", VAE_DIR)
 
 
 FAMILY = CogVideoX()

@@ -221,6 +221,7 @@ class HunyuanVideo(Family):
 
     names = (HUNYUAN,)
     offloads = True
+    prefers_bf16 = True
     lora_components = ("transformer",)
     companions = (f"its Llama text encoder (llava_llama3_*.safetensors) as text_encoder and "
                   f"CLIP-L (clip_l.safetensors) as text_encoder_2, both in {TEXT_ENCODERS_DIR}, "
@@ -405,19 +406,6 @@ def load_clip_tokenizer(name: str) -> CLIPTokenizer:
         f"the tokenizer/ folder of any Stable Diffusion diffusers model)")
 
 
-def _load(model: Any, state: StateDict, dtype: torch.dtype, name: str, what: str,
-          where: str) -> Any:
-    """``fill_model``, with a tensor of the wrong size (a file of another model that shares
-    the names) said plainly."""
-    try:
-        return fill_model(model, state, dtype, name, what, where)
-    except RuntimeError as exc:
-        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
-                      str(exc).splitlines()[0])
-        raise ModelLoadError(f"{name}: its weights do not fit a {what} ({detail}). Expected a "
-                             f"complete {what} file in {where}.") from None
-
-
 def _config_or_error(make: Any, shapes: Shapes, name: str, what: str, where: str) -> Any:
     """``make(shapes)``, a missing tensor or impossible shape said as an incomplete file."""
     try:
@@ -449,7 +437,7 @@ def _transformer(part: ComponentFile, dtype: torch.dtype) -> HunyuanVideoTransfo
         raise ModelLoadError(f"{part.name}: a {what} whose weights cannot be converted "
                              f"({type(exc).__name__}: {exc}); the file is incomplete. Download "
                              f"it again into {DIFFUSION_MODELS_DIR}.") from None
-    return _load(model, weights, dtype, part.name, what, DIFFUSION_MODELS_DIR)
+    return fill_model(model, weights, dtype, part.name, what, DIFFUSION_MODELS_DIR)
 
 
 def _vae(part: ComponentFile, dtype: torch.dtype) -> AutoencoderKLHunyuanVideo:
@@ -469,7 +457,7 @@ def _vae(part: ComponentFile, dtype: torch.dtype) -> AutoencoderKLHunyuanVideo:
     except ValueError as exc:
         raise ModelLoadError(f"{part.name}: a VAE of a shape HunyuanVideo's is not ({exc}); put "
                              f"hunyuan_video_vae_bf16.safetensors in {VAE_DIR}") from None
-    return _load(model, state, dtype, part.name, "HunyuanVideo VAE", VAE_DIR)
+    return fill_model(model, state, dtype, part.name, "HunyuanVideo VAE", VAE_DIR)
 
 
 def _llama(part: ComponentFile, dtype: torch.dtype) -> LlamaModel:
@@ -489,7 +477,7 @@ def _llama(part: ComponentFile, dtype: torch.dtype) -> LlamaModel:
                               TEXT_ENCODERS_DIR)
     with init_empty_weights():
         model = LlamaModel(LlamaConfig(**config))
-    return _load(model, state, dtype, part.name, what, TEXT_ENCODERS_DIR)
+    return fill_model(model, state, dtype, part.name, what, TEXT_ENCODERS_DIR)
 
 
 def _clip(part: ComponentFile, tokenizer: CLIPTokenizer, dtype: torch.dtype) -> CLIPTextModel:
@@ -513,7 +501,7 @@ def _clip(part: ComponentFile, tokenizer: CLIPTokenizer, dtype: torch.dtype) -> 
         model = CLIPTextModel(CLIPTextConfig(**config, **ids))
     if any(k.startswith(CLIP_TEXT) for k in model.state_dict()):  # transformers 4's names
         state = {CLIP_TEXT + k: v for k, v in state.items()}
-    return _load(model, state, dtype, part.name, what, TEXT_ENCODERS_DIR)
+    return fill_model(model, state, dtype, part.name, what, TEXT_ENCODERS_DIR)
 
 
 FAMILY = HunyuanVideo()

@@ -228,6 +228,7 @@ def vae_config(shapes: Shapes) -> dict[str, Any]:
 class LTXVideo(Family):
     names = (LTX,)
     offloads = True
+    prefers_bf16 = True
     lora_components = ("transformer",)
     companions = (f"the same file as its vae (it holds the VAE too) and a T5-XXL text encoder "
                   f"(t5xxl_*.safetensors in {TEXT_ENCODERS_DIR})")

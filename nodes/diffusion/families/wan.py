@@ -155,6 +155,7 @@ def wan22_vae_block_name(key: str) -> str:
 class Wan(Family):
     names = (WAN,)
     offloads = True
+    prefers_bf16 = True
     pipelines = {"WanPipeline": WAN, "WanImageToVideoPipeline": WAN}
     companions = (f"its text encoder (umt5_xxl_*.safetensors in {TEXT_ENCODERS_DIR}) and VAE "
                   f"(wan_2.1_vae or wan2.2_vae.safetensors in {VAE_DIR})")
