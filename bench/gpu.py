@@ -81,6 +81,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -990,6 +991,8 @@ def section_decode(rt: Runtime, table: Table) -> None:
         table.add(Row(name, "—", notes="skipped: time"))
         return
     vae = build_vae(spec, rt, torch.Generator(rt.device).manual_seed(SEED))
+    # Wan's decode reads the VAE and the device it runs on from a pipeline.
+    pipe = SimpleNamespace(vae=vae, _execution_device=rt.device)
     space = vae.config.scale_factor_spatial
     shape = (1, vae.config.z_dim, (spec.frames - 1) // vae.config.scale_factor_temporal + 1,
              spec.height // space, spec.width // space)
@@ -997,7 +1000,7 @@ def section_decode(rt: Runtime, table: Table) -> None:
                           device=rt.device).to(rt.dtype)
     try:
         with torch.no_grad():
-            _decode(vae, latents[:, :, :1], False)  # warm-up: one latent frame
+            _decode(pipe, latents[:, :, :1], False)  # warm-up: one latent frame
             baseline = None
             for label, tile in (("whole frames", False), ("tiled (VAE defaults)", True)):
                 if not rt.clock.fits(rt.decode_s * 1.5):
@@ -1005,7 +1008,7 @@ def section_decode(rt: Runtime, table: Table) -> None:
                     continue
                 rt.reset_peak()
                 start = time.perf_counter()
-                _decode(vae, latents, tile)
+                _decode(pipe, latents, tile)
                 rt.sync()
                 seconds = time.perf_counter() - start
                 baseline = baseline or seconds
