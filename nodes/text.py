@@ -14,11 +14,10 @@ def encode_text(model: ModelBundle, prompt: str, negative_prompt: str) -> Condit
     # The family is a heavy module (diffusers), loaded when the node runs.
     from nodes.diffusion.families import family_of
 
-    # (prompt, negative) embeddings, and a dict of extras where the family's model reads more.
-    prompt_embeds, negative_embeds, *extras = family_of(model).encode_text(
+    prompt_embeds, negative_embeds, extras = family_of(model).encode_text(
         model, prompt, negative_prompt)
     return Conditioning(model.family, model.source, prompt, negative_prompt,
-                        prompt_embeds, negative_embeds, extras[0] if extras else {})
+                        prompt_embeds, negative_embeds, extras)
 
 
 class KinemaTextEncode:

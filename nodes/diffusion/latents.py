@@ -140,6 +140,10 @@ def encode_images(model: ModelBundle, images: torch.Tensor, chunk_size: int = 0)
     Deterministic: the distribution's mode, not a sample from it.
     """
     vae = vae_of(model)
+    if not family_of(model).frame_vae:
+        raise ValueError(f"{model.source} has a 3-D video VAE, which encodes whole clips, not "
+                         f"images one by one: LatentEncode takes a UNet family's model; connect "
+                         f"the image as the temporal denoiser's keyframe instead")
     factor = scale_factor(vae)
     if images.shape[1] % factor or images.shape[2] % factor:
         raise ValueError(f"image size {images.shape[2]}x{images.shape[1]} is not a multiple of "

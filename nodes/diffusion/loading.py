@@ -6,7 +6,6 @@ Nothing is ever fetched from a hub: every diffusers call passes ``local_files_on
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +82,7 @@ def load_component_model(diffusion_model: Path, text_encoder: Path, vae: Path,
             states[path] = dequantize_fp8(read_state_dict(path, where), dtype)
         parts.append(None if path is None else ComponentFile(states[path], name))
     family, name_of_family = checkpoint_family(names[0], shapes_of(parts[0].state))
-    # Only families with an image encoder or a second text encoder take one (and only then is
-    # it passed); another family refuses it by name rather than with a TypeError.
-    extra = {key: part for key, part in (("clip_vision", parts[4]), ("text_encoder_2", parts[5]))
-             if part is not None}
-    takes = inspect.signature(family.load_parts).parameters
-    for key, part in extra.items():
-        if key not in takes:
-            raise ModelLoadError(f"{names[0]} is a {name_of_family} model, which has no "
-                                 f"{key}: set {key} to none ({part.name} was given)")
-    pipe = family.load_parts(*parts[:4], dtype, **extra)
+    pipe = family.load_parts(*parts[:4], dtype, clip_vision=parts[4], text_encoder_2=parts[5])
     if fp8_storage:
         for name, part in pipe.components.items():
             if name.startswith("transformer") and part is not None:

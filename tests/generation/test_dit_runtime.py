@@ -291,3 +291,14 @@ def test_the_dits_run_in_bf16_on_gpus_that_have_it(monkeypatch):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda s=supported: s)
         assert inference_dtype(cuda, prefer_bf16=dit) == want
     assert inference_dtype(cpu, prefer_bf16=True) == torch.float32
+
+
+def test_latent_encode_with_a_3d_vae_says_to_use_the_keyframe(wan):
+    prompt = graph(folder_loader(WAN21))
+    prompt["6"] = {"class_type": "EmptyImage", "inputs": {
+        "width": 32, "height": 32, "batch_size": 1, "color": 0}}
+    prompt["7"] = {"class_type": "LatentEncode", "inputs": {
+        "model": ["1", 0], "image": ["6", 0], "chunk_size": 8}}
+    prompt["8"] = {"class_type": "CaptureOutputs", "inputs": {"value": ["7", 0]}}
+    error = run_error(prompt)
+    assert error["node_id"] == "7" and "keyframe" in error["exception_message"]

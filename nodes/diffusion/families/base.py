@@ -26,6 +26,8 @@ from nodes.diffusion.weights import StateDict, check_fully_loaded
 from nodes.diffusion.windows import ContextWindows
 
 Shapes = Mapping[str, tuple[int, ...]]
+# (prompt embeddings, negative prompt embeddings or None, extras such as attention masks)
+TextEmbeddings = tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]
 # ComfyUI saves a diffusion model's weights under this prefix; the original releases do not.
 COMFY_PREFIX = "model.diffusion_model."
 
@@ -104,6 +106,8 @@ class Family:
     offloads = False
     #: Whether it runs in bf16 on GPUs that have it (fp16 overflows in the DiTs' encoders).
     prefers_bf16 = False
+    #: Whether its VAE codes frames one by one (a 2-D VAE), so LatentEncode can use it.
+    frame_vae = True
     #: The components LoRAs load into (diffusers' own LoRA loading); none: no LoRAs.
     lora_components: tuple[str, ...] = ()
     #: For the diffusion transformers ComfyUI keeps one file per component: what Load DiT
@@ -151,7 +155,8 @@ class Family:
 
     def load_parts(self, transformer: ComponentFile, text_encoder: ComponentFile,
                    vae: ComponentFile, transformer_2: ComponentFile | None,
-                   dtype: torch.dtype) -> Any:
+                   dtype: torch.dtype, clip_vision: ComponentFile | None = None,
+                   text_encoder_2: ComponentFile | None = None) -> Any:
         """The pipeline of a model kept as one file per component (ComfyUI's layout for
         diffusion transformers): the diffusion model, its text encoder and VAE, and a second
         diffusion model where the family has two experts."""
@@ -178,8 +183,9 @@ class Family:
     # --- generating ----------------------------------------------------------------------
 
     def encode_text(self, model: ModelBundle, prompt: str, negative_prompt: str,
-                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(prompt, negative prompt) embeddings, as the pipeline's ``__call__`` makes them."""
+                    ) -> TextEmbeddings:
+        """(prompt, negative prompt) embeddings as the pipeline's ``__call__`` makes them, and
+        what else its model reads with them, by the pipeline's argument names."""
         pipe = model.pipe
         if not hasattr(pipe, "encode_prompt") or getattr(pipe, "text_encoder", None) is None:
             raise ValueError(f"{model.source} ({model.family}) has no text encoder: it is "
@@ -187,7 +193,8 @@ class Family:
         # One embedding per prompt, and the negative one for classifier-free guidance (an
         # empty negative is encoded too, as there).
         with torch.no_grad():
-            return pipe.encode_prompt(prompt, model.device, 1, True, negative_prompt)
+            embeds, negative = pipe.encode_prompt(prompt, model.device, 1, True, negative_prompt)
+        return embeds, negative, {}
 
     def video_pipeline(self, model: ModelBundle, motion: MotionModule | None,
                        scheduler: str) -> Any:

@@ -43,6 +43,7 @@ from nodes.diffusion.families.base import (
     ComponentFile,
     Family,
     Shapes,
+    TextEmbeddings,
     VideoLatents,
     VideoSettings,
     fill_model,
@@ -226,6 +227,7 @@ class CogVideoX(Family):
     names = (COGVIDEOX,)
     offloads = True
     prefers_bf16 = True
+    frame_vae = False
     lora_components = ("transformer",)
     companions = (f"a T5-XXL text encoder (in {TEXT_ENCODERS_DIR}) and the CogVideoX VAE (the "
                   f"vae/ folder's diffusion_pytorch_model.safetensors, in {VAE_DIR})")
@@ -246,10 +248,11 @@ class CogVideoX(Family):
 
     def load_parts(self, transformer: ComponentFile, text_encoder: ComponentFile,
                    vae: ComponentFile, transformer_2: ComponentFile | None,
-                   dtype: torch.dtype, clip_vision: ComponentFile | None = None) -> Any:
+                   dtype: torch.dtype, clip_vision: ComponentFile | None = None,
+                   text_encoder_2: ComponentFile | None = None) -> Any:
         """CogVideoXPipeline (or the image-to-video one) from one file per component."""
         refuse_parts("CogVideoX", transformer, diffusion_model_2=transformer_2,
-                     clip_vision=clip_vision)
+                     clip_vision=clip_vision, text_encoder_2=text_encoder_2)
         model = _transformer(transformer, dtype)
         settings = published_settings(model)
         encoder = load_t5_encoder(text_encoder.state, text_encoder.name, dtype, umt5=False)
@@ -274,15 +277,17 @@ class CogVideoX(Family):
                    transformer=model, scheduler=scheduler)
 
     def encode_text(self, model: ModelBundle, prompt: str, negative_prompt: str,
-                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    ) -> TextEmbeddings:
         # As CogVideoXPipeline.__call__ encodes: 226 tokens, the negative always (cfg is
         # chosen later).
         with torch.no_grad():
-            return model.pipe.encode_prompt(prompt, negative_prompt, True, 1,
-                                            max_sequence_length=TEXT_TOKENS, device=model.device)
+            embeds, negative = model.pipe.encode_prompt(
+                prompt, negative_prompt, True, 1, max_sequence_length=TEXT_TOKENS,
+                device=model.device)
+        return embeds, negative, {}
 
     def video_pipeline(self, model: ModelBundle, motion: MotionModule | None,
-                       scheduler: str, image: bool = False) -> Any:
+                       scheduler: str, *, image: bool = False) -> Any:
         """CogVideoXPipeline, or the image-to-video one for an I2V model (``image``: whether a
         keyframe was given; each kind of model needs it, or refuses it)."""
         no_motion(model, motion)
@@ -306,7 +311,7 @@ class CogVideoX(Family):
 
     def denoise(self, model: ModelBundle, s: VideoSettings, conditioning: Conditioning | None,
                 motion: MotionModule | None, keyframe: torch.Tensor | None) -> VideoLatents:
-        pipe = self.video_pipeline(model, motion, s.scheduler, keyframe is not None)
+        pipe = self.video_pipeline(model, motion, s.scheduler, image=keyframe is not None)
         config = pipe.transformer.config
         conditioning = text_conditioning(model, conditioning, config.text_embed_dim,
                                          own_encoder=True)

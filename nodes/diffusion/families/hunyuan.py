@@ -53,6 +53,7 @@ from nodes.diffusion.families.base import (
     ComponentFile,
     Family,
     Shapes,
+    TextEmbeddings,
     VideoLatents,
     VideoSettings,
     fill_model,
@@ -222,6 +223,7 @@ class HunyuanVideo(Family):
     names = (HUNYUAN,)
     offloads = True
     prefers_bf16 = True
+    frame_vae = False
     lora_components = ("transformer",)
     companions = (f"its Llama text encoder (llava_llama3_*.safetensors) as text_encoder and "
                   f"CLIP-L (clip_l.safetensors) as text_encoder_2, both in {TEXT_ENCODERS_DIR}, "
@@ -233,10 +235,12 @@ class HunyuanVideo(Family):
 
     def load_parts(self, transformer: ComponentFile, text_encoder: ComponentFile,
                    vae: ComponentFile, transformer_2: ComponentFile | None,
-                   dtype: torch.dtype, text_encoder_2: ComponentFile | None = None) -> Any:
+                   dtype: torch.dtype, clip_vision: ComponentFile | None = None,
+                   text_encoder_2: ComponentFile | None = None) -> Any:
         """HunyuanVideoPipeline from ComfyUI's single files (weights already read and
         dequantized)."""
-        refuse_parts("HunyuanVideo", transformer, diffusion_model_2=transformer_2)
+        refuse_parts("HunyuanVideo", transformer, diffusion_model_2=transformer_2,
+                     clip_vision=clip_vision)
         if text_encoder_2 is None:
             raise ModelLoadError(f"{transformer.name} is a HunyuanVideo model: it needs CLIP-L "
                                  f"(clip_l.safetensors in {TEXT_ENCODERS_DIR}) as "
@@ -266,7 +270,7 @@ class HunyuanVideo(Family):
             tokenizer_2=tokenizer_2)
 
     def encode_text(self, model: ModelBundle, prompt: str, negative_prompt: str,
-                    ) -> tuple[torch.Tensor, None, dict[str, torch.Tensor]]:
+                    ) -> TextEmbeddings:
         # As HunyuanVideoPipeline.__call__ encodes: the prompt template, 256 Llama tokens and
         # CLIP's pooled embedding. Without true CFG the call encodes no negative, nor do we.
         with torch.no_grad():
@@ -275,7 +279,7 @@ class HunyuanVideo(Family):
         return embeds, None, {POOLED: pooled, MASK: mask}
 
     def video_pipeline(self, model: ModelBundle, motion: MotionModule | None,
-                       scheduler: str, shift: float = 0.0) -> Any:
+                       scheduler: str, *, shift: float = 0.0) -> Any:
         """A fresh HunyuanVideoPipeline over the model's components, with the sampler asked
         for (``default``: its flow-matching Euler) at the model's shift or ``shift``."""
         no_motion(model, motion)
@@ -301,7 +305,7 @@ class HunyuanVideo(Family):
         if keyframe is not None:
             raise ValueError(f"{model.source} is HunyuanVideo text-to-video: disconnect the "
                              "keyframe (Kinema does not run HunyuanVideo image-to-video)")
-        pipe = self.video_pipeline(model, motion, s.scheduler, s.shift)
+        pipe = self.video_pipeline(model, motion, s.scheduler, shift=s.shift)
         conditioning = text_conditioning(model, conditioning,
                                          pipe.transformer.config.text_embed_dim, own_encoder=True)
         if any(key not in conditioning.extras for key in (POOLED, MASK)):

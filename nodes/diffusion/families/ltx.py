@@ -48,6 +48,7 @@ from nodes.diffusion.families.base import (
     ComponentFile,
     Family,
     Shapes,
+    TextEmbeddings,
     VideoLatents,
     VideoSettings,
     fill_model,
@@ -229,6 +230,7 @@ class LTXVideo(Family):
     names = (LTX,)
     offloads = True
     prefers_bf16 = True
+    frame_vae = False
     lora_components = ("transformer",)
     companions = (f"the same file as its vae (it holds the VAE too) and a T5-XXL text encoder "
                   f"(t5xxl_*.safetensors in {TEXT_ENCODERS_DIR})")
@@ -245,10 +247,11 @@ class LTXVideo(Family):
 
     def load_parts(self, transformer: ComponentFile, text_encoder: ComponentFile,
                    vae: ComponentFile, transformer_2: ComponentFile | None,
-                   dtype: torch.dtype, clip_vision: ComponentFile | None = None) -> Any:
+                   dtype: torch.dtype, clip_vision: ComponentFile | None = None,
+                   text_encoder_2: ComponentFile | None = None) -> Any:
         """LTXPipeline from ComfyUI's files (weights already read and dequantized)."""
         refuse_parts("LTX-Video", transformer, diffusion_model_2=transformer_2,
-                     clip_vision=clip_vision)
+                     clip_vision=clip_vision, text_encoder_2=text_encoder_2)
         model = _transformer(transformer, dtype)
         encoder = load_t5_encoder(text_encoder.state, text_encoder.name, dtype, umt5=False)
         if encoder.config.d_model != model.config.caption_channels:
@@ -266,7 +269,7 @@ class LTXVideo(Family):
                            text_encoder=encoder, tokenizer=tokenizer, transformer=model)
 
     def encode_text(self, model: ModelBundle, prompt: str, negative_prompt: str,
-                    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+                    ) -> TextEmbeddings:
         # As LTXPipeline.__call__ encodes: 128 tokens, the negative always (cfg is chosen
         # later); the transformer reads the masks too, so they travel with the embeddings.
         with torch.no_grad():
@@ -276,7 +279,8 @@ class LTXVideo(Family):
         return embeds, negative, {PROMPT_MASK: mask, NEGATIVE_MASK: negative_mask}
 
     def video_pipeline(self, model: ModelBundle, motion: MotionModule | None,
-                       scheduler: str, shift: float = 0.0, image: bool = False) -> Any:
+                       scheduler: str, *, shift: float = 0.0, image: bool = False,
+                       ) -> Any:
         """LTXPipeline, or LTXImageToVideoPipeline when a keyframe starts the clip."""
         no_motion(model, motion)
         if scheduler == "dpmpp_2m":
@@ -297,7 +301,8 @@ class LTXVideo(Family):
 
     def denoise(self, model: ModelBundle, s: VideoSettings, conditioning: Conditioning | None,
                 motion: MotionModule | None, keyframe: torch.Tensor | None) -> VideoLatents:
-        pipe = self.video_pipeline(model, motion, s.scheduler, s.shift, keyframe is not None)
+        pipe = self.video_pipeline(model, motion, s.scheduler, shift=s.shift,
+                                   image=keyframe is not None)
         conditioning = text_conditioning(model, conditioning,
                                          pipe.transformer.config.caption_channels, own_encoder=True)
         if PROMPT_MASK not in conditioning.extras:

@@ -44,12 +44,14 @@ from nodes.diffusion.families.base import (
     ComponentFile,
     Family,
     Shapes,
+    TextEmbeddings,
     VideoLatents,
     VideoSettings,
     fill_model,
     image_frames,
     no_motion,
     quiet,
+    refuse_parts,
     scheduler_from,
     strip_prefix,
     text_conditioning,
@@ -156,6 +158,7 @@ class Wan(Family):
     names = (WAN,)
     offloads = True
     prefers_bf16 = True
+    frame_vae = False
     pipelines = {"WanPipeline": WAN, "WanImageToVideoPipeline": WAN}
     companions = (f"its text encoder (umt5_xxl_*.safetensors in {TEXT_ENCODERS_DIR}) and VAE "
                   f"(wan_2.1_vae or wan2.2_vae.safetensors in {VAE_DIR})")
@@ -165,9 +168,11 @@ class Wan(Family):
 
     def load_parts(self, transformer: ComponentFile, text_encoder: ComponentFile,
                    vae: ComponentFile, transformer_2: ComponentFile | None,
-                   dtype: torch.dtype, clip_vision: ComponentFile | None = None) -> Any:
+                   dtype: torch.dtype, clip_vision: ComponentFile | None = None,
+                   text_encoder_2: ComponentFile | None = None) -> Any:
         """WanPipeline (WanImageToVideoPipeline for image-to-video models) from ComfyUI's
         single files (weights already read and dequantized)."""
+        refuse_parts("Wan", transformer, text_encoder_2=text_encoder_2)
         high = _transformer(transformer, dtype)
         low = _transformer(transformer_2, dtype) if transformer_2 is not None else None
         if low is not None and dict(low.config) != dict(high.config):
@@ -205,6 +210,7 @@ class Wan(Family):
                                      f"{high.config.image_dim}: use clip_vision_h")
             return WanImageToVideoPipeline(**parts, image_encoder=image_encoder,
                                            image_processor=clip_image_processor(image_encoder))
+        refuse_parts("Wan model without image features", transformer, clip_vision=clip_vision)
         if high.config.in_channels == I2V_CHANNELS:  # Wan 2.2 I2V A14B: latents only
             return WanImageToVideoPipeline(**parts)
         return WanPipeline(**parts)
@@ -228,14 +234,17 @@ class Wan(Family):
         return targets
 
     def encode_text(self, model: ModelBundle, prompt: str, negative_prompt: str,
-                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    ) -> TextEmbeddings:
         # As WanPipeline.__call__ encodes: 512 tokens, the negative always (cfg is chosen later).
         with torch.no_grad():
-            return model.pipe.encode_prompt(prompt, negative_prompt, True, 1,
-                                            max_sequence_length=TEXT_TOKENS, device=model.device)
+            embeds, negative = model.pipe.encode_prompt(
+                prompt, negative_prompt, True, 1, max_sequence_length=TEXT_TOKENS,
+                device=model.device)
+        return embeds, negative, {}
 
     def video_pipeline(self, model: ModelBundle, motion: MotionModule | None,
-                       scheduler: str, shift: float = 0.0, image: bool = False) -> Any:
+                       scheduler: str, *, shift: float = 0.0, image: bool = False,
+                       ) -> Any:
         """WanPipeline, or WanImageToVideoPipeline when a keyframe conditions the clip."""
         no_motion(model, motion)
         parts = model.pipe.components
@@ -276,7 +285,8 @@ class Wan(Family):
 
     def denoise(self, model: ModelBundle, s: VideoSettings, conditioning: Conditioning | None,
                 motion: MotionModule | None, keyframe: torch.Tensor | None) -> VideoLatents:
-        pipe = self.video_pipeline(model, motion, s.scheduler, s.shift, keyframe is not None)
+        pipe = self.video_pipeline(model, motion, s.scheduler, shift=s.shift,
+                                   image=keyframe is not None)
         conditioning = text_conditioning(model, conditioning, pipe.transformer.config.text_dim,
                                          own_encoder=True)
         args = dict(prompt_embeds=conditioning.prompt_embeds,
