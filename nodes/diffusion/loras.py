@@ -31,6 +31,15 @@ def adapter_name(file_name: str, stamp: str) -> str:
     return re.sub(r"\W", "_", f"{file_name}_{stamp}")
 
 
+def drop_stale_adapters(module: Any, file_name: str, adapter: str) -> None:
+    """Delete the adapters an earlier version of the same file left on the cached model: a
+    changed file is a new adapter, and the old one would stay in memory for the model's life."""
+    stem = adapter_name(file_name, "")
+    for old in list(getattr(module, "peft_config", None) or {}):
+        if old.startswith(stem) and old != adapter:
+            module.delete_adapters(old)
+
+
 def has_adapters(module: Any) -> bool:
     return bool(getattr(module, "peft_config", None))
 

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from engine.executor import Executor
 from engine.folders import Folders, active_folders, use_folders
 from nodes.diffusion.anchor import keyframe_image
 from nodes.diffusion.loading import load_model
@@ -141,9 +142,10 @@ def file_loader(diffusion_model: str, text_encoder: str, vae: str,
         "diffusion_model": diffusion_model, "text_encoder": text_encoder, "vae": vae, **inputs}}
 
 
-def run_ok(prompt: dict[str, Any]) -> GraphRun:
-    """Run ``prompt``, which must succeed (else its error message fails the test)."""
-    run = run_graph(prompt)
+def run_ok(prompt: dict[str, Any], executor: Executor | None = None) -> GraphRun:
+    """Run ``prompt`` (on ``executor``, to keep its cache between runs), which must succeed
+    (else its error message fails the test)."""
+    run = run_graph(prompt, executor)
     assert run.result.status == "success", run.result.error["exception_message"]
     return run
 

@@ -11,6 +11,8 @@ import torch
 from diffusers import WanPipeline
 from safetensors.torch import save_file
 
+from engine.cache import OutputCache
+from engine.executor import Executor
 from tests.generation import tiny_wan
 from tests.generation.dit_graphs import (
     TOLERANCE,
@@ -20,6 +22,7 @@ from tests.generation.dit_graphs import (
     with_model_node,
 )
 from tests.generation.test_wan import WAN21, WAN22, graph, reference, wan
+from tests.generation.workspace import registry
 
 __all__ = ["wan"]  # the module-scoped models fixture, shared with test_wan
 
@@ -82,3 +85,20 @@ def test_a_file_that_is_not_a_lora_is_a_clear_error(wan, loras):
     error = run_error(with_lora(graph(folder_loader(WAN21)), "junk.safetensors", 1.0))
     assert error["node_id"] == "9"
     assert "not a LoRA" in error["exception_message"]
+
+
+def test_a_changed_lora_file_replaces_its_old_adapter(wan, loras):
+    """Editing a LoRA file gives a new adapter; the old one does not stay on the model."""
+    name = "tiny-wan-lora.safetensors"
+    prompt = graph(folder_loader(WAN21))
+    prompt["6"] = {"class_type": "CaptureOutputs", "inputs": {"value": ["1", 0]}}
+    executor = Executor(registry(), OutputCache(1 << 30))  # one cache: one loaded model
+    transformer = run_ok(with_lora(prompt, name, 1.0), executor).captured["6"].pipe.transformer
+    before = set(transformer.peft_config)
+    path = wan["folders"].models / "loras" / name
+    save_file(tiny_wan.wan_lora(wan["pipes"][WAN21].transformer, seed=5), path)
+    second = run_ok(with_lora(prompt, name, 1.0), executor)
+    assert "6" not in second.captured  # the loader's model came from the cache
+    after = set(transformer.peft_config)
+    assert len(before) == len(after) == 1 and before != after
+    save_file(loras[name], path)  # as the other tests expect it

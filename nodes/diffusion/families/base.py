@@ -19,7 +19,7 @@ import torch
 
 from nodes.diffusion.acceleration import KINEMA_ACCELERATION, accelerated
 from nodes.diffusion.bundle import Conditioning, ModelBundle, MotionModule
-from nodes.diffusion.loras import LORAS, lora_weights
+from nodes.diffusion.loras import LORAS, drop_stale_adapters, lora_weights
 from nodes.diffusion.model_files import DIFFUSERS_DIR, FOLDER_FAMILIES, ModelLoadError, read_json
 from nodes.diffusion.schedulers import DEFAULT
 from nodes.diffusion.weights import StateDict, check_fully_loaded
@@ -167,18 +167,29 @@ class Family:
                   name: str) -> tuple[str, ...]:
         """Load a LoRA into the model as adapter ``adapter`` (once); the names of the
         components that carry it (``expert`` picks among a family's experts)."""
-        if not self.lora_components:
+        targets = self.lora_targets(model, expert)
+        if not targets:
             raise ValueError(f"{name}: LoRAs on {model.family} models are not supported; "
                              "Kinema applies LoRAs to the diffusion-transformer families")
-        for component in self.lora_components:
-            if adapter in (getattr(getattr(model.pipe, component), "peft_config", None) or {}):
+        for target in targets:
+            module = getattr(model.pipe, target)
+            if adapter in (getattr(module, "peft_config", None) or {}):
                 continue  # loaded by an earlier run: the cached model keeps its adapters
+            drop_stale_adapters(module, name, adapter)
             try:
-                model.pipe.load_lora_weights(dict(state), adapter_name=adapter)
+                self.load_lora_into(model.pipe, state, adapter, target)
             except (ValueError, KeyError, RuntimeError) as exc:
                 raise ModelLoadError(f"{name} is not a LoRA for this {model.family} model "
                                      f"({exc}); put LoRAs in models/loras/") from exc
+        return targets
+
+    def lora_targets(self, model: ModelBundle, expert: str) -> tuple[str, ...]:
+        """The components a LoRA goes into (``expert``: a family's choice among its experts)."""
         return self.lora_components
+
+    def load_lora_into(self, pipe: Any, state: StateDict, adapter: str, target: str) -> None:
+        """Load the LoRA into one component with diffusers' own loader."""
+        pipe.load_lora_weights(dict(state), adapter_name=adapter)
 
     # --- generating ----------------------------------------------------------------------
 

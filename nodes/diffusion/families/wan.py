@@ -156,6 +156,7 @@ def wan22_vae_block_name(key: str) -> str:
 
 class Wan(Family):
     names = (WAN,)
+    lora_components = ("transformer",)
     offloads = True
     prefers_bf16 = True
     frame_vae = False
@@ -215,23 +216,16 @@ class Wan(Family):
             return WanImageToVideoPipeline(**parts)
         return WanPipeline(**parts)
 
-    def load_lora(self, model: ModelBundle, state: StateDict, adapter: str, expert: str,
-                  name: str) -> tuple[str, ...]:
-        pipe = model.pipe
-        targets = ("transformer",)
-        if pipe.transformer_2 is not None:
-            targets = {"both": ("transformer", "transformer_2"), "high_noise": ("transformer",),
-                       "low_noise": ("transformer_2",)}[expert]
-        for target in targets:
-            if adapter in (getattr(getattr(pipe, target), "peft_config", None) or {}):
-                continue  # loaded by an earlier run: the cached model keeps its adapters
-            try:
-                pipe.load_lora_weights(dict(state), adapter_name=adapter,
-                                       load_into_transformer_2=target == "transformer_2")
-            except (ValueError, KeyError, RuntimeError) as exc:
-                raise ModelLoadError(f"{name} is not a LoRA for this Wan model ({exc}); put "
-                                     f"Wan LoRAs in models/loras/") from exc
-        return targets
+    def lora_targets(self, model: ModelBundle, expert: str) -> tuple[str, ...]:
+        if model.pipe.transformer_2 is None:
+            return ("transformer",)
+        return {"both": ("transformer", "transformer_2"), "high_noise": ("transformer",),
+                "low_noise": ("transformer_2",)}[expert]
+
+    def load_lora_into(self, pipe: Any, state: StateDict, adapter: str, target: str) -> None:
+        # diffusers loads into the second expert only when asked to, and then only there.
+        pipe.load_lora_weights(dict(state), adapter_name=adapter,
+                               load_into_transformer_2=target == "transformer_2")
 
     def encode_text(self, model: ModelBundle, prompt: str, negative_prompt: str,
                     ) -> TextEmbeddings:
