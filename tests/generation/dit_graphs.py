@@ -13,7 +13,7 @@ settings.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,3 +238,32 @@ def assert_checkpoint_loader_refuses(source: Path) -> None:
     """A DiT file given to the checkpoint loader says where it belongs."""
     with pytest.raises(ModelLoadError, match="Load DiT Video Model"):
         load_model(source, source.name)
+
+
+def assert_decode_tiles(monkeypatch: Any, vae_cls: type,
+                        make_graph: Callable[..., dict[str, Any]], frames: int) -> None:
+    """A family's 3-D VAE decodes in its own tiles for LatentDecode's tile setting, and a
+    whole-frame decode that runs out of memory is retried in tiles."""
+    decode = vae_cls.decode
+    tiling: list[bool] = []
+
+    def recorded(self: Any, z: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        tiling.append(self.use_tiling)
+        return decode(self, z, *args, **kwargs)
+
+    monkeypatch.setattr(vae_cls, "decode", recorded)
+    prompt = with_latent_decode(make_graph())
+    prompt["7"]["inputs"].update(tile=True, tile_size=32, tile_overlap=16)
+    run = run_ok(prompt)
+    assert tiling[-1] is True and run.captured["8"].shape == run.captured["5"].shape
+
+    def out_of_memory(self: Any, z: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        tiling.append(self.use_tiling)
+        if not self.use_tiling:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        return decode(self, z, *args, **kwargs)
+
+    monkeypatch.setattr(vae_cls, "decode", out_of_memory)
+    tiling.clear()
+    again = run_ok(make_graph(seed=8))
+    assert tiling == [False, True] and again.captured["5"].shape[0] == frames

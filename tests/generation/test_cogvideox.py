@@ -218,3 +218,8 @@ def test_a_foreign_truncated_or_unreadable_file_is_a_clear_error(cog):
     loader["inputs"]["vae"] = "foreign_vae.safetensors"
     assert "not a CogVideoX VAE" in run_error(graph(loader))["exception_message"]
     dit_graphs.assert_checkpoint_loader_refuses(source)
+
+
+def test_latent_decode_tiles_when_asked_and_after_running_out_of_memory(cog, monkeypatch):
+    dit_graphs.assert_decode_tiles(monkeypatch, type(cog["pipes"][T2V].vae),
+                                   lambda **kw: graph(folder_loader(T2V), **kw), FRAMES)

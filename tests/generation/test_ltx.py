@@ -221,3 +221,10 @@ def test_foreign_truncated_and_misplaced_files_are_clear_errors(ltx):
     with pytest.raises(ValueError, match="attention masks"):
         generate(model, VideoSettings(frames=tiny_ltx.FRAMES, steps=1,
                                       width=tiny_ltx.SIZE, height=tiny_ltx.SIZE), conditioning)
+
+
+
+def test_latent_decode_tiles_when_asked_and_after_running_out_of_memory(ltx, monkeypatch):
+    dit_graphs.assert_decode_tiles(monkeypatch, type(ltx["pipe"].vae),
+                                   lambda **kw: graph(folder_loader(STEM), **kw),
+                                   tiny_ltx.FRAMES)

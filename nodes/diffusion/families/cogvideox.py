@@ -68,6 +68,7 @@ from nodes.diffusion.model_files import (
 from nodes.diffusion.progress import step_callback
 from nodes.diffusion.schedulers import DEFAULT, make_scheduler
 from nodes.diffusion.t5_encoders import load_t5_encoder, load_t5_tokenizer
+from nodes.diffusion.video_vae import decode_video_latents
 from nodes.diffusion.weights import shapes_of
 
 # Keys only CogVideoX's transformer has together (CogView's share the first two, not the
@@ -366,19 +367,26 @@ class CogVideoX(Family):
     def latent_layout(self, latents: torch.Tensor) -> torch.Tensor:
         return latents.permute(0, 2, 1, 3, 4)
 
-    def decode(self, video: VideoLatents, chunk: int) -> torch.Tensor:
-        # The pipeline's own decode, whole: the causal VAE already decodes two latent frames at
-        # a time with its cache, and cutting the clip elsewhere would change the frames.
-        return video.pipe.decode_latents(video.latents)
+    def decode(self, video: VideoLatents, chunk: int, tile: bool | None = None,
+               tile_size: int = 0, tile_overlap: int = 0) -> torch.Tensor:
+        # The pipeline's own decode of the whole clip (the causal VAE already decodes two
+        # latent frames at a time with its cache; cutting the clip elsewhere would change the
+        # frames), in the VAE's own spatial tiles for large frames or after running out of
+        # memory.
+        pipe = video.pipe
+        return decode_video_latents(pipe.vae, video.latents, tile, tile_size, tile_overlap,
+                                    pipe.decode_latents)
 
     @torch.no_grad()
     def decode_samples(self, model: ModelBundle, samples: torch.Tensor, tile_size: int,
                        tile_overlap: int) -> torch.Tensor:
-        """A LATENT of this model decoded as the pipeline decodes its latents, whole frames
-        (the tile settings are not used)."""
+        """A LATENT of this model decoded as the pipeline decodes its latents, in tiles when
+        asked."""
         vae = model.pipe.vae
         latents = samples.to(model.pipe._execution_device, vae.dtype).permute(0, 2, 1, 3, 4)
-        return image_frames(model.pipe, model.pipe.decode_latents(latents))
+        video = VideoLatents(latents, model.pipe, model.family)
+        return image_frames(model.pipe, self.decode(video, 0, True if tile_size else None,
+                                                    tile_size, tile_overlap))
 
 
 def _transformer(part: ComponentFile, dtype: torch.dtype) -> CogVideoXTransformer3DModel:

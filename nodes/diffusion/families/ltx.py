@@ -70,6 +70,7 @@ from nodes.diffusion.model_files import (
 from nodes.diffusion.progress import step_callback
 from nodes.diffusion.schedulers import make_flow_scheduler
 from nodes.diffusion.t5_encoders import load_t5_encoder, load_t5_tokenizer
+from nodes.diffusion.video_vae import decode_video_latents
 from nodes.diffusion.weights import StateDict, shapes_of
 
 VAE_PREFIX = "vae."
@@ -339,8 +340,10 @@ class LTXVideo(Family):
         return LTXLatents(latents, pipe, model.family, noise_state=generator.get_state(),
                           text_dtype=conditioning.prompt_embeds.dtype)
 
-    def decode(self, video: VideoLatents, chunk: int) -> torch.Tensor:
-        # LTXPipeline's decode, whole: its VAE decodes the clip at once, as there.
+    def decode(self, video: VideoLatents, chunk: int, tile: bool | None = None,
+               tile_size: int = 0, tile_overlap: int = 0) -> torch.Tensor:
+        # LTXPipeline's decode: its VAE decodes the clip at once, as there, unless the frames
+        # are large or memory runs out (then in tiles, its own tiling).
         if not isinstance(video, LTXLatents):
             video = LTXLatents(video.latents, video.pipe, video.family)
         vae = video.pipe.vae
@@ -361,16 +364,19 @@ class LTXVideo(Family):
             scale = torch.tensor([scale] * batch, device=latents.device,
                                  dtype=latents.dtype)[:, None, None, None, None]
             latents = (1 - scale) * latents + scale * noise
-        return vae.decode(latents.to(vae.dtype), timestep, return_dict=False)[0]
+        return decode_video_latents(
+            vae, latents.to(vae.dtype), tile, tile_size, tile_overlap,
+            lambda z: vae.decode(z, timestep, return_dict=False)[0])
 
     @torch.no_grad()
     def decode_samples(self, model: ModelBundle, samples: torch.Tensor, tile_size: int,
                        tile_overlap: int) -> torch.Tensor:
         """A LATENT of this model decoded as the pipeline decodes it (at its default decode
-        timestep, which adds no noise), whole frames: the tile settings are not used."""
+        timestep, which adds no noise), in tiles when asked."""
         video = LTXLatents(samples, model.pipe, model.family,
                            text_dtype=model.pipe.text_encoder.dtype)
-        return image_frames(model.pipe, self.decode(video, 0))
+        return image_frames(model.pipe, self.decode(video, 0, True if tile_size else None,
+                                                    tile_size, tile_overlap))
 
 
 def _transformer(part: ComponentFile, dtype: torch.dtype) -> LTXVideoTransformer3DModel:
