@@ -298,14 +298,10 @@ def denoise_wan(pipe: Any, windows: ContextWindows, *, prompt_embeds: torch.Tens
     t_scale = pipe.vae_scale_factor_temporal
     if num_frames % t_scale != 1:  # the pipeline rounds the same way (with a warning)
         num_frames = num_frames // t_scale * t_scale + 1
-    pipe._guidance_scale = guidance_scale
-    pipe._attention_kwargs = None
-    pipe._interrupt = False
     # 2. Define call parameters
-    device = pipe._execution_device
+    device, transformer_dtype = _call_state(pipe, guidance_scale)
     batch_size = prompt_embeds.shape[0]
     # 3. Encode input prompt (already encoded: cast as the pipeline casts)
-    transformer_dtype = pipe.transformer.dtype
     prompt_embeds = prompt_embeds.to(device, transformer_dtype)
     if negative_prompt_embeds is not None:
         negative_prompt_embeds = negative_prompt_embeds.to(device, transformer_dtype)
@@ -356,3 +352,63 @@ def denoise_wan(pipe: Any, windows: ContextWindows, *, prompt_embeds: torch.Tens
         latents = pipe.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
         callback_on_step_end(pipe, i, t, {"latents": latents})
     return latents
+
+
+@torch.no_grad()
+def denoise_hunyuan(pipe: Any, windows: ContextWindows, *, prompt_embeds: torch.Tensor,
+                    pooled_prompt_embeds: torch.Tensor, prompt_attention_mask: torch.Tensor,
+                    height: int, width: int, num_frames: int, num_inference_steps: int,
+                    guidance_scale: float, generator: torch.Generator,
+                    callback_on_step_end: StepEnd) -> torch.Tensor:
+    """``HunyuanVideoPipeline.__call__(output_type="latent")`` (embedded guidance, no true CFG)
+    over context windows of latent frames."""
+    # Imported here, where a pipeline is already loaded: listing BLENDS loads no diffusers.
+    import numpy as np
+    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import retrieve_timesteps
+
+    device, transformer_dtype = _call_state(pipe, guidance_scale)
+    batch_size = prompt_embeds.shape[0]
+    # 3. Encode input prompt (already encoded: cast as the pipeline casts)
+    prompt_embeds = prompt_embeds.to(device, transformer_dtype)
+    prompt_attention_mask = prompt_attention_mask.to(device, transformer_dtype)
+    pooled_prompt_embeds = pooled_prompt_embeds.to(device, transformer_dtype)
+    # 4. Prepare timesteps
+    sigmas = np.linspace(1.0, 0.0, num_inference_steps + 1)[:-1]
+    timesteps, num_inference_steps = retrieve_timesteps(pipe.scheduler, num_inference_steps,
+                                                        device, sigmas=sigmas)
+    # 5. Prepare latent variables
+    latents = pipe.prepare_latents(batch_size, pipe.transformer.config.in_channels, height,
+                                   width, num_frames, torch.float32, device, generator, None)
+    # 6. Prepare guidance condition
+    guidance = torch.tensor([guidance_scale] * latents.shape[0], dtype=transformer_dtype,
+                            device=device) * 1000.0
+    # 7. Denoising loop
+    pipe.scheduler.set_begin_index(0)
+    pipe._num_timesteps = len(timesteps)
+    for i, t in enumerate(timesteps):
+
+        def predict(sl: slice, t: Any = t, latents: torch.Tensor = latents) -> torch.Tensor:
+            x = latents[:, :, sl].to(transformer_dtype)
+            # One step cache per window, as the pipeline has one per call.
+            with pipe.transformer.cache_context(f"cond_{sl.start}"):
+                return pipe.transformer(
+                    hidden_states=x, timestep=t.expand(x.shape[0]).to(latents.dtype),
+                    encoder_hidden_states=prompt_embeds,
+                    encoder_attention_mask=prompt_attention_mask,
+                    pooled_projections=pooled_prompt_embeds, guidance=guidance,
+                    return_dict=False)[0]
+
+        # predict the flow, window by window  [B, C, F, H, W]: latent frames on dim 2
+        noise_pred = windows.predict(predict, 2)
+        latents = pipe.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+        callback_on_step_end(pipe, i, t, {"latents": latents})
+    return latents
+
+
+def _call_state(pipe: Any, guidance_scale: float) -> tuple[Any, torch.dtype]:
+    """Set what a DiT pipeline's properties read during its call (guidance, attention kwargs,
+    interrupt); (its execution device, its transformer's dtype)."""
+    pipe._guidance_scale = guidance_scale
+    pipe._attention_kwargs = None
+    pipe._interrupt = False
+    return pipe._execution_device, pipe.transformer.dtype

@@ -339,6 +339,20 @@ def text_conditioning(model: ModelBundle, conditioning: Conditioning | None, wid
     return conditioning
 
 
+def latent_windows(s: VideoSettings, window_frames: int, temporal: int,
+                   ) -> ContextWindows | None:
+    """Windows over the latent frames of a causal 3-D VAE (``temporal`` frames each after the
+    first), the pixel-frame settings converted: 81 frames are 21 latent frames at 4, and an
+    overlap of 4 frames is 1; None when the clip fits ``context_length`` (0: the model's)."""
+    length = s.context_length or window_frames
+    if s.frames <= length:
+        return None
+    latent_length = (length - 1) // temporal + 1
+    overlap = min(max(1, s.context_overlap // temporal), latent_length - 1)
+    return ContextWindows((s.frames - 1) // temporal + 1, latent_length, overlap,
+                          s.context_blend)
+
+
 def no_motion(model: ModelBundle, motion: MotionModule | None) -> None:
     """Refuse a motion adapter on a family that is not animated by one."""
     if motion is not None:

@@ -58,6 +58,7 @@ from nodes.diffusion.families.base import (
     VideoSettings,
     fill_model,
     image_frames,
+    latent_windows,
     no_motion,
     quiet,
     refuse_parts,
@@ -80,6 +81,7 @@ from nodes.diffusion.progress import step_callback
 from nodes.diffusion.schedulers import DEFAULT, FLOW_SCHEDULERS, make_flow_scheduler
 from nodes.diffusion.video_vae import decode_video_latents
 from nodes.diffusion.weights import StateDict, shapes_of
+from nodes.diffusion.windows import ContextWindows, denoise_hunyuan
 
 # The key diffusers' own single-file detection takes for HunyuanVideo's transformer.
 MARKER = "txt_in.individual_token_refiner.blocks.0.adaLN_modulation.1.bias"
@@ -296,9 +298,8 @@ class HunyuanVideo(Family):
     def window(self, pipe: Any) -> int | None:
         return WINDOW_FRAMES
 
-    def context_windows(self, pipe: Any, s: VideoSettings) -> None:
-        """None: a clip is one window (longer ones are refused by ``denoise``)."""
-        return None
+    def context_windows(self, pipe: Any, s: VideoSettings) -> ContextWindows | None:
+        return latent_windows(s, WINDOW_FRAMES, pipe.vae_scale_factor_temporal)
 
     def denoise(self, model: ModelBundle, s: VideoSettings, conditioning: Conditioning | None,
                 motion: MotionModule | None, keyframe: torch.Tensor | None) -> VideoLatents:
@@ -321,21 +322,18 @@ class HunyuanVideo(Family):
                     num_inference_steps=s.steps,
                     # Embedded guidance (the model was distilled from CFG at this scale), not
                     # CFG: true_cfg_scale stays 1, one pass per step, the negative unused.
-                    guidance_scale=s.cfg, generator=s.generator(), output_type="latent",
+                    guidance_scale=s.cfg, generator=s.generator(),
                     callback_on_step_end=step_callback())
+        windows = self.context_windows(pipe, s)
         with transformer_run(model, pipe, masked_attention=True):
-            latents = pipe(**args).frames
+            if windows is not None:
+                latents = denoise_hunyuan(pipe, windows, **args)
+            else:
+                latents = pipe(output_type="latent", **args).frames
         return VideoLatents(latents, pipe, model.family)
 
     def _check_frames(self, pipe: Any, s: VideoSettings) -> None:
-        """Refuse a clip longer than the model's window, or one the VAE cannot make."""
-        if s.frames > WINDOW_FRAMES:
-            raise ValueError(f"{s.frames} frames are more than HunyuanVideo denoises at once: "
-                             f"make at most {WINDOW_FRAMES} frames (its trained length)")
-        if s.context_length and s.frames > s.context_length:
-            raise ValueError(f"HunyuanVideo denoises a clip in one window (up to "
-                             f"{WINDOW_FRAMES} frames); sliding context windows are not "
-                             "available for it: set context_length to 0")
+        """Refuse a clip the VAE cannot make (longer ones than the window slide windows)."""
         temporal = pipe.vae_scale_factor_temporal
         if not valid_frames(s.frames, temporal):
             below = max(1, s.frames - (s.frames - 1) % temporal)

@@ -49,6 +49,7 @@ from nodes.diffusion.families.base import (
     VideoSettings,
     fill_model,
     image_frames,
+    latent_windows,
     no_motion,
     quiet,
     refuse_parts,
@@ -266,16 +267,7 @@ class Wan(Family):
         return WINDOW_FRAMES
 
     def context_windows(self, pipe: Any, s: VideoSettings) -> ContextWindows | None:
-        """Windows over latent frames (4 frames each after the first), the pixel-frame
-        settings converted: 81 frames are 21 latent frames, an overlap of 4 frames is 1."""
-        length = s.context_length or WINDOW_FRAMES
-        if s.frames <= length:
-            return None
-        step = pipe.vae_scale_factor_temporal
-        latent_length = (length - 1) // step + 1
-        overlap = min(max(1, s.context_overlap // step), latent_length - 1)
-        return ContextWindows((s.frames - 1) // step + 1, latent_length, overlap,
-                              s.context_blend)
+        return latent_windows(s, WINDOW_FRAMES, pipe.vae_scale_factor_temporal)
 
     def denoise(self, model: ModelBundle, s: VideoSettings, conditioning: Conditioning | None,
                 motion: MotionModule | None, keyframe: torch.Tensor | None) -> VideoLatents:
