@@ -41,9 +41,10 @@ class TemporalDenoiser:
       keyframe) → clip.
     - The diffusion transformers (``nodes/diffusion/families/``): Wan 2.1 / 2.2 (text, or a
       keyframe with I2V and TI2V models; 4k+1 frames, 832x480 by default, windows past 81),
-      LTX-Video (8k+1 frames), CogVideoX (T2V, I2V), HunyuanVideo (``cfg`` is its embedded
-      guidance). Flow-matching samplers: default (the model's own), euler, unipc, dpmpp_2m
-      where the pipeline allows, with ``shift``.
+      LTX-Video (8k+1 frames, up to 257), CogVideoX (T2V, I2V; up to 49 frames, 81 for 1.5),
+      HunyuanVideo (``cfg`` is its embedded guidance; windows past 129). Flow-matching
+      samplers: default (the model's own), euler, unipc, dpmpp_2m where the pipeline allows,
+      with ``shift``.
     - Stable Video Diffusion / SVD-XT: keyframe → clip (fps, motion bucket, noise
       augmentation); it keeps its own Euler sampler, so ``scheduler`` does not apply. Its
       guidance rises linearly from ``min_cfg`` on the first frame to ``cfg`` on the last
