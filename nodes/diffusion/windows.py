@@ -405,6 +405,69 @@ def denoise_hunyuan(pipe: Any, windows: ContextWindows, *, prompt_embeds: torch.
     return latents
 
 
+@torch.no_grad()
+def denoise_cogvideox(pipe: Any, windows: ContextWindows, *, prompt_embeds: torch.Tensor,
+                      negative_prompt_embeds: torch.Tensor | None, height: int, width: int,
+                      num_frames: int, num_inference_steps: int, guidance_scale: float,
+                      generator: torch.Generator, callback_on_step_end: StepEnd,
+                      ) -> torch.Tensor:
+    """``CogVideoXPipeline.__call__(output_type="latent")`` (CogVideoX 1.0, no dynamic cfg)
+    over context windows of latent frames; each window gets the rotary embeddings of its own
+    length, as a clip of that length would."""
+    # Imported here, where a pipeline is already loaded: listing BLENDS loads no diffusers.
+    from diffusers import CogVideoXDPMScheduler
+    from diffusers.pipelines.cogvideo.pipeline_cogvideox import retrieve_timesteps
+
+    device, _ = _call_state(pipe, guidance_scale)
+    batch_size = prompt_embeds.shape[0]
+    do_classifier_free_guidance = guidance_scale > 1.0
+    if do_classifier_free_guidance:
+        prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
+    prompt_embeds = prompt_embeds.to(device)
+    # 4. Prepare timesteps
+    timesteps, num_inference_steps = retrieve_timesteps(pipe.scheduler, num_inference_steps,
+                                                        device, None)
+    pipe._num_timesteps = len(timesteps)
+    # 5. Prepare latents  [B, F, C, H, W]: latent frames on dim 1
+    latents = pipe.prepare_latents(batch_size, pipe.transformer.config.in_channels, num_frames,
+                                   height, width, prompt_embeds.dtype, device, generator, None)
+    # 6. Prepare extra step kwargs
+    extra_step_kwargs = pipe.prepare_extra_step_kwargs(generator, 0.0)
+    # 7. Rotary embeddings, for a window's length (every window has the same)
+    length = windows.slices[0].stop - windows.slices[0].start
+    rotary = (pipe._prepare_rotary_positional_embeddings(height, width, length, device)
+              if pipe.transformer.config.use_rotary_positional_embeddings else None)
+    # 8. Denoising loop
+    old_pred_original_sample = None
+    for i, t in enumerate(timesteps):
+        model_input = torch.cat([latents] * 2) if do_classifier_free_guidance else latents
+        model_input = pipe.scheduler.scale_model_input(model_input, t)
+        timestep = t.expand(model_input.shape[0])
+
+        def predict(sl: slice, x: torch.Tensor = model_input, timestep: Any = timestep,
+                    ) -> torch.Tensor:
+            with pipe.transformer.cache_context(f"cond_uncond_{sl.start}"):
+                return pipe.transformer(hidden_states=x[:, sl],
+                                        encoder_hidden_states=prompt_embeds,
+                                        timestep=timestep, image_rotary_emb=rotary,
+                                        return_dict=False)[0]
+
+        noise_pred = windows.predict(predict, 1).float()
+        if do_classifier_free_guidance:
+            noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+            noise_pred = noise_pred_uncond + guidance_scale * (noise_pred_text - noise_pred_uncond)
+        if not isinstance(pipe.scheduler, CogVideoXDPMScheduler):
+            latents = pipe.scheduler.step(noise_pred, t, latents, **extra_step_kwargs,
+                                          return_dict=False)[0]
+        else:
+            latents, old_pred_original_sample = pipe.scheduler.step(
+                noise_pred, old_pred_original_sample, t, timesteps[i - 1] if i > 0 else None,
+                latents, **extra_step_kwargs, return_dict=False)
+        latents = latents.to(prompt_embeds.dtype)
+        callback_on_step_end(pipe, i, t, {"latents": latents})
+    return latents
+
+
 def _call_state(pipe: Any, guidance_scale: float) -> tuple[Any, torch.dtype]:
     """Set what a DiT pipeline's properties read during its call (guidance, attention kwargs,
     interrupt); (its execution device, its transformer's dtype)."""

@@ -267,3 +267,13 @@ def assert_decode_tiles(monkeypatch: Any, vae_cls: type,
     tiling.clear()
     again = run_ok(make_graph(seed=8))
     assert tiling == [False, True] and again.captured["5"].shape[0] == frames
+
+
+def assert_windows_apply(make_graph: Callable[..., dict[str, Any]]) -> None:
+    """17 frames in windows of 9 (overlap 4) give a 17-frame clip (5 latent frames), report
+    progress per step, and differ from the clip made in one window."""
+    run = run_ok(make_graph(frames=17, context_length=9, context_overlap=4))
+    assert run.captured["4"]["samples"].shape[2] == 5 and run.captured["5"].shape[0] == 17
+    assert_progress_per_step(run)
+    plain = run_ok(make_graph(frames=17))
+    assert (plain.captured["4"]["samples"] - run.captured["4"]["samples"]).abs().max() > 1e-3

@@ -188,8 +188,8 @@ def test_frame_counts_the_pipeline_would_change_are_refused_with_the_nearest(cog
     error = run_error(graph(folder_loader(T2V), frames=13))
     assert "Choose 9 or 16 frames" in error["exception_message"]
     assert error["node_id"] == "3"
-    too_long = run_error(graph(folder_loader(T2V), frames=57))
-    assert "make at most 49 frames" in too_long["exception_message"]
+    too_long = run_error(graph(folder_loader(I2V), frames=57, keyframe=True))
+    assert "make at most 9 frames" in too_long["exception_message"]
 
 
 def test_keyframes_are_required_by_image_models_and_refused_by_text_models(cog):
@@ -223,3 +223,25 @@ def test_a_foreign_truncated_or_unreadable_file_is_a_clear_error(cog):
 def test_latent_decode_tiles_when_asked_and_after_running_out_of_memory(cog, monkeypatch):
     dit_graphs.assert_decode_tiles(monkeypatch, type(cog["pipes"][T2V].vae),
                                    lambda **kw: graph(folder_loader(T2V), **kw), FRAMES)
+
+
+def test_the_windowed_loop_is_the_pipelines_loop_when_one_window_covers_the_clip(cog):
+    """denoise_cogvideox follows CogVideoXPipeline.__call__ step for step; only the model call
+    differs."""
+    from nodes.diffusion.windows import ContextWindows, denoise_cogvideox
+
+    pipe = cog["pipes"][T2V]
+    embeds, negative = pipe.encode_prompt(VIDEO.prompt, VIDEO.negative, True, 1,
+                                          max_sequence_length=226)
+    args = dict(prompt_embeds=embeds, negative_prompt_embeds=negative, height=SIZE, width=SIZE,
+                num_frames=FRAMES, num_inference_steps=3, guidance_scale=5.0)
+    want = pipe(generator=torch.Generator().manual_seed(3), output_type="latent", **args).frames
+    latent_frames = (FRAMES - 1) // pipe.vae_scale_factor_temporal + 1
+    got = denoise_cogvideox(pipe, ContextWindows(latent_frames, latent_frames, 0),
+                            generator=torch.Generator().manual_seed(3),
+                            callback_on_step_end=lambda *a: {}, **args)
+    assert (got - want).abs().max().item() <= TOLERANCE
+
+
+def test_a_clip_longer_than_the_window_is_denoised_in_windows(cog):
+    dit_graphs.assert_windows_apply(lambda **kw: graph(folder_loader(T2V), **kw))

@@ -48,6 +48,7 @@ from nodes.diffusion.families.base import (
     VideoSettings,
     fill_model,
     image_frames,
+    latent_windows,
     no_motion,
     quiet,
     refuse_parts,
@@ -70,6 +71,7 @@ from nodes.diffusion.schedulers import DEFAULT, make_scheduler
 from nodes.diffusion.t5_encoders import load_t5_encoder, load_t5_tokenizer
 from nodes.diffusion.video_vae import decode_video_latents
 from nodes.diffusion.weights import shapes_of
+from nodes.diffusion.windows import denoise_cogvideox
 
 # Keys only CogVideoX's transformer has together (CogView's share the first two, not the
 # top-level time embedding; Wan, LTX and Mochi name their parts otherwise).
@@ -317,14 +319,14 @@ class CogVideoX(Family):
         conditioning = text_conditioning(model, conditioning, config.text_embed_dim,
                                          own_encoder=True)
         window = self.window(pipe)
-        if s.frames > window:
-            raise ValueError(f"{s.frames} frames are more than CogVideoX denoises at once: make "
-                             f"at most {window} frames with this model")
-        if s.context_length and s.frames > s.context_length:
-            raise ValueError(f"CogVideoX denoises a clip in one window (up to {window} frames); "
-                             f"sliding context windows are not available for it: set "
-                             f"context_length to 0")
         temporal = pipe.vae_scale_factor_temporal
+        windows = latent_windows(s, window, temporal)
+        if windows is not None and (keyframe is not None or config.patch_size_t):
+            # I2V conditions every window on the first frame's latent, and 1.5 pads latent
+            # frames to whole temporal patches: neither slides as a plain clip does.
+            raise ValueError(f"{s.frames} frames are more than this CogVideoX model denoises "
+                             f"at once: make at most {s.context_length or window} frames "
+                             f"(sliding windows are for CogVideoX 1.0 text-to-video)")
         check_frames(s.frames, temporal)
         width, height = self._size(pipe, s)
         args = dict(prompt_embeds=conditioning.prompt_embeds,
@@ -336,7 +338,11 @@ class CogVideoX(Family):
             # The image a user hands the pipeline; it resizes it to the clip's size.
             args["image"] = keyframe_image(keyframe)
         with transformer_run(model, pipe):
-            latents = pipe(**args).frames
+            if windows is not None:
+                args.pop("output_type")
+                latents = denoise_cogvideox(pipe, windows, **args)
+            else:
+                latents = pipe(**args).frames
         # CogVideoX 1.5 pads the latent frames to whole temporal patches at the front and drops
         # the padding before it decodes: the clip is what is left.
         latent_frames = (s.frames - 1) // temporal + 1
