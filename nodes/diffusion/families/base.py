@@ -245,6 +245,17 @@ class Family:
         return video.pipe.decode_latents(video.latents, chunk or video.latents.shape[2])
 
 
+def config_from_shapes(make: Callable[[Shapes], dict[str, Any]], shapes: Shapes, name: str,
+                       what: str, where: str) -> dict[str, Any]:
+    """``make(shapes)``: a model's config read from its weights' shapes; a missing tensor or an
+    impossible shape is said as an incomplete file."""
+    try:
+        return make(shapes)
+    except (KeyError, ValueError, ZeroDivisionError) as exc:
+        raise ModelLoadError(f"{name}: a {what} without {exc}; the file is incomplete or not a "
+                             f"{what}. Download it again into {where}.") from None
+
+
 def fill_model(model: Any, state: StateDict, dtype: torch.dtype, name: str, what: str,
                where: str) -> Any:
     """Put converted weights into a model built on the meta device, in ``dtype`` except the

@@ -46,6 +46,7 @@ from nodes.diffusion.families.base import (
     TextEmbeddings,
     VideoLatents,
     VideoSettings,
+    config_from_shapes,
     fill_model,
     image_frames,
     latent_windows,
@@ -425,11 +426,7 @@ def _vae(part: ComponentFile, dtype: torch.dtype,
         raise ModelLoadError(f"{part.name} is not a CogVideoX VAE in diffusers' layout (no "
                              f"{VAE_MARKER}); put the CogVideoX vae/ folder's "
                              f"diffusion_pytorch_model.safetensors in {VAE_DIR}")
-    try:
-        config = vae_config(shapes)
-    except (KeyError, ValueError) as exc:
-        raise ModelLoadError(f"{part.name}: a CogVideoX VAE without {exc}; the file is "
-                             f"incomplete. Download it again into {VAE_DIR}.") from None
+    config = config_from_shapes(vae_config, shapes, part.name, "CogVideoX VAE", VAE_DIR)
     config.update(scaling_factor=settings["scaling_factor"],
                   invert_scale_latents=settings["invert_scale_latents"])
     with init_empty_weights():

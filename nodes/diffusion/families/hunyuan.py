@@ -56,6 +56,7 @@ from nodes.diffusion.families.base import (
     TextEmbeddings,
     VideoLatents,
     VideoSettings,
+    config_from_shapes,
     fill_model,
     image_frames,
     latent_windows,
@@ -408,15 +409,6 @@ def load_clip_tokenizer(name: str) -> CLIPTokenizer:
         f"the tokenizer/ folder of any Stable Diffusion diffusers model)")
 
 
-def _config_or_error(make: Any, shapes: Shapes, name: str, what: str, where: str) -> Any:
-    """``make(shapes)``, a missing tensor or impossible shape said as an incomplete file."""
-    try:
-        return make(shapes)
-    except (KeyError, ValueError, ZeroDivisionError) as exc:
-        raise ModelLoadError(f"{name}: a {what} without {exc}; the file is incomplete or not "
-                             f"HunyuanVideo's. Download it again into {where}.") from None
-
-
 def _transformer(part: ComponentFile, dtype: torch.dtype) -> HunyuanVideoTransformer3DModel:
     state = strip_prefix(part.state)
     shapes = shapes_of(state)
@@ -425,7 +417,7 @@ def _transformer(part: ComponentFile, dtype: torch.dtype) -> HunyuanVideoTransfo
         raise ModelLoadError(f"{part.name} is not a HunyuanVideo diffusion model in Tencent's "
                              f"layout (no {MARKER}); put hunyuan_video_t2v_720p_*.safetensors "
                              f"in {DIFFUSION_MODELS_DIR}")
-    config = _config_or_error(transformer_config, shapes, part.name, what, DIFFUSION_MODELS_DIR)
+    config = config_from_shapes(transformer_config, shapes, part.name, what, DIFFUSION_MODELS_DIR)
     if config["in_channels"] != config["out_channels"]:
         raise ModelLoadError(f"{part.name} is a HunyuanVideo image-to-video model "
                              f"({config['in_channels']} input channels); Kinema runs "
@@ -452,7 +444,7 @@ def _vae(part: ComponentFile, dtype: torch.dtype) -> AutoencoderKLHunyuanVideo:
             shapes["post_quant_conv.weight"]) != 5:
         raise ModelLoadError(f"{part.name} is not a HunyuanVideo VAE in Tencent's (diffusers') "
                              f"layout; put hunyuan_video_vae_bf16.safetensors in {VAE_DIR}")
-    config = _config_or_error(vae_config, shapes, part.name, "HunyuanVideo VAE", VAE_DIR)
+    config = config_from_shapes(vae_config, shapes, part.name, "HunyuanVideo VAE", VAE_DIR)
     try:
         with init_empty_weights():
             model = AutoencoderKLHunyuanVideo(**config)
@@ -475,7 +467,7 @@ def _llama(part: ComponentFile, dtype: torch.dtype) -> LlamaModel:
                              f"model.embed_tokens.weight and model.layers.*, as ComfyUI saves "
                              f"llava_llama3); put HunyuanVideo's Llama in {TEXT_ENCODERS_DIR}")
     what = "Llama text encoder"
-    config = _config_or_error(llama_config, shapes_of(state), part.name, what,
+    config = config_from_shapes(llama_config, shapes_of(state), part.name, what,
                               TEXT_ENCODERS_DIR)
     with init_empty_weights():
         model = LlamaModel(LlamaConfig(**config))
@@ -495,7 +487,7 @@ def _clip(part: ComponentFile, tokenizer: CLIPTokenizer, dtype: torch.dtype) -> 
              if k.removeprefix(prefix).startswith(CLIP_PARTS) and k.startswith(prefix)
              and not k.endswith("position_ids")}
     what = "CLIP-L text encoder"
-    config = _config_or_error(clip_config, shapes_of(state), part.name, what, TEXT_ENCODERS_DIR)
+    config = config_from_shapes(clip_config, shapes_of(state), part.name, what, TEXT_ENCODERS_DIR)
     # The pooled embedding is read at the first end token: the tokenizer's ids say which.
     ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                pad_token_id=tokenizer.pad_token_id)

@@ -51,6 +51,7 @@ from nodes.diffusion.families.base import (
     TextEmbeddings,
     VideoLatents,
     VideoSettings,
+    config_from_shapes,
     fill_model,
     image_frames,
     no_motion,
@@ -385,12 +386,8 @@ def _transformer(part: ComponentFile, dtype: torch.dtype) -> LTXVideoTransformer
     if MARKER not in shapes:
         raise ModelLoadError(f"{part.name} is not an LTX-Video diffusion model (no {MARKER}); "
                              f"put LTX-Video checkpoints in {DIFFUSION_MODELS_DIR}")
-    try:
-        config = transformer_config(shapes)
-    except (KeyError, ValueError) as exc:
-        raise ModelLoadError(f"{part.name}: an LTX-Video diffusion model without {exc}; the file "
-                             f"is incomplete. Download it again into {DIFFUSION_MODELS_DIR}"
-                             ) from None
+    config = config_from_shapes(transformer_config, shapes, part.name,
+                                "LTX-Video diffusion model", DIFFUSION_MODELS_DIR)
     with init_empty_weights():
         model = LTXVideoTransformer3DModel(**config)
     return fill_model(model, convert_ltx_transformer_checkpoint_to_diffusers(dict(state)),
@@ -411,11 +408,7 @@ def _vae(part: ComponentFile, dtype: torch.dtype) -> AutoencoderKLLTXVideo:
                 f"{part.name} holds no LTX-Video VAE (no {exc}): pick the LTX-Video checkpoint "
                 f"itself as the vae, in {VAE_DIR}") from None
     shapes = shapes_of(state)
-    try:
-        config = vae_config(shapes)
-    except (KeyError, ValueError) as exc:
-        raise ModelLoadError(f"{part.name}: an LTX-Video VAE without {exc}; the file is "
-                             f"incomplete or not an LTX-Video checkpoint (in {VAE_DIR})") from None
+    config = config_from_shapes(vae_config, shapes, part.name, "LTX-Video VAE", VAE_DIR)
     with init_empty_weights():
         model = AutoencoderKLLTXVideo(**config)
     return fill_model(model, state, dtype, part.name, "LTX-Video VAE", VAE_DIR)

@@ -47,6 +47,7 @@ from nodes.diffusion.families.base import (
     TextEmbeddings,
     VideoLatents,
     VideoSettings,
+    config_from_shapes,
     fill_model,
     image_frames,
     latent_windows,
@@ -325,11 +326,8 @@ def _transformer(part: ComponentFile, dtype: torch.dtype) -> WanTransformer3DMod
     if MARKER not in shapes:
         raise ModelLoadError(f"{part.name} is not a Wan diffusion model (no {MARKER}); put Wan "
                              f"2.1/2.2 diffusion models in {DIFFUSION_MODELS_DIR}")
-    try:
-        config = transformer_config(shapes)
-    except (KeyError, ValueError) as exc:
-        raise ModelLoadError(f"{part.name}: a Wan diffusion model without {exc}; the file is "
-                             f"incomplete. Download it again into {DIFFUSION_MODELS_DIR}") from None
+    config = config_from_shapes(transformer_config, shapes, part.name, "Wan diffusion model",
+                                DIFFUSION_MODELS_DIR)
     with init_empty_weights():
         model = WanTransformer3DModel(**config)
     return fill_model(model, convert_wan_transformer_to_diffusers(dict(state)), dtype, part.name,
