@@ -88,6 +88,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
+from tests.generation.tiny_ltx import REAL_VAE_CONFIGS
+from tests.generation.workspace import CaptureOutputs
+
 BUDGET_S = 480.0  # the whole run
 # Kept back from the sections: importing torch before the clock starts, printing, exiting.
 RESERVE_S = 30.0
@@ -106,18 +109,8 @@ BF16_PEAKS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100
 # diffusers' own SDPA backends pinned to one kernel (not DiT Options choices), CUDA only.
 PINNED_SDPA = ("_native_cudnn", "_native_flash", "_native_efficient")
 WAN13, WAN5B, LTX2B = "wan21_1.3b", "wan22_ti2v_5b", "ltx_2b"
-# LTX-Video 0.9.5's VAE, as diffusers' conversion script configures it.
-LTX_VAE_095 = dict(block_out_channels=(128, 256, 512, 1024, 2048),
-                   down_block_types=("LTXVideo095DownBlock3D",) * 4,
-                   decoder_block_out_channels=(256, 512, 1024),
-                   layers_per_block=(4, 6, 6, 2, 2), decoder_layers_per_block=(5, 5, 5, 5),
-                   spatio_temporal_scaling=(True, True, True, True),
-                   decoder_spatio_temporal_scaling=(True, True, True),
-                   decoder_inject_noise=(False, False, False, False),
-                   downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
-                   upsample_residual=(True, True, True), upsample_factor=(2, 2, 2),
-                   timestep_conditioning=True, spatial_compression_ratio=32,
-                   temporal_compression_ratio=8)
+# LTX-Video 0.9.5's VAE, as diffusers' conversion script configures it (the tests' copy).
+LTX_VAE_095 = REAL_VAE_CONFIGS["0.9.5"]
 
 
 class OutOfTime(BaseException):
@@ -451,7 +444,7 @@ def resident(spec: Spec, rt: Runtime) -> Iterator[tuple[Any, Any]]:
         yield bundle, conditioning
     finally:
         BenchSource.objects.clear()
-        BenchCapture.seen = {}
+        CaptureOutputs.seen = {}
         bundle.pipe = None
         del bundle, conditioning
         rt.release()
@@ -486,33 +479,13 @@ class BenchConditioning(BenchSource):
     RETURN_TYPES = ("KINEMA_CONDITIONING",)
 
 
-class BenchCapture:
-    """Keeps what reaches it, by node id."""
-
-    DESCRIPTION = "bench/gpu.py: keeps its input."
-    CATEGORY = "testing"
-    RETURN_TYPES = ()
-    FUNCTION = "capture"
-    OUTPUT_NODE = True
-    seen: dict[str, Any] = {}
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {"required": {"value": ("*", {"tooltip": "Anything."})},
-                "hidden": {"node_id": "UNIQUE_ID"}}
-
-    def capture(self, value: Any, node_id: str = "") -> dict:
-        BenchCapture.seen[node_id] = value
-        return {"ui": {}}
-
-
 def make_registry() -> Any:
     import nodes
     from engine.registry import build_registry
 
     found = build_registry(nodes, entry_points=False)
     for name, cls in (("BenchModel", BenchModel), ("BenchConditioning", BenchConditioning),
-                      ("BenchCapture", BenchCapture)):
+                      ("CaptureOutputs", CaptureOutputs)):
         found.register(name, cls)
     return found
 
@@ -564,8 +537,8 @@ def kinema_run(rt: Runtime, bundle: Any, conditioning: Any, spec: Spec, steps: i
             "width": spec.width, "height": spec.height, "fps": 7, "motion_bucket_id": 127,
             "noise_aug_strength": 0.02, "context_length": 0, "context_overlap": 4,
             "context_blend": "cosine", "decode": decode, "decode_chunk_size": 0}},
-        "4": {"class_type": "BenchCapture", "inputs": {"value": ["3", 0]}},
-        "5": {"class_type": "BenchCapture", "inputs": {"value": ["3", 1]}},
+        "4": {"class_type": "CaptureOutputs", "inputs": {"value": ["3", 0]}},
+        "5": {"class_type": "CaptureOutputs", "inputs": {"value": ["3", 1]}},
     }
     if options is not None:
         settings = {"attention": "sdpa", "compile": False, "step_cache": "off",
@@ -581,7 +554,7 @@ def kinema_run(rt: Runtime, bundle: Any, conditioning: Any, spec: Spec, steps: i
             marks.append(time.perf_counter())
 
     executor.on_event = on_event
-    BenchCapture.seen = {}
+    CaptureOutputs.seen = {}
     rt.reset_peak()
     start = time.perf_counter()
     result = executor.execute(validate_prompt(prompt, rt.registry))
@@ -591,8 +564,8 @@ def kinema_run(rt: Runtime, bundle: Any, conditioning: Any, spec: Spec, steps: i
         error = result.error or {}
         log("".join(error.get("traceback") or [])[-3000:])
         raise RuntimeError(f"the Kinema graph failed: {error.get('exception_message')}")
-    frames = BenchCapture.seen.get("5")
-    return Run(deltas(start, marks), end - start, rt.peak(), BenchCapture.seen["4"]["samples"],
+    frames = CaptureOutputs.seen.get("5")
+    return Run(deltas(start, marks), end - start, rt.peak(), CaptureOutputs.seen["4"]["samples"],
                frames if decode else None)
 
 
