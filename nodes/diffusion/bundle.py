@@ -23,6 +23,13 @@ LTX = "ltx"
 COGVIDEOX = "cogvideox"
 
 
+def module_bytes(module: Any) -> int:
+    """Bytes held by a module's parameters and buffers (0 for a component that is not one)."""
+    if not isinstance(module, torch.nn.Module):
+        return 0
+    return sum(t.element_size() * t.nelement() for t in (*module.parameters(), *module.buffers()))
+
+
 @dataclass
 class ModelBundle:
     """A loaded diffusers pipeline (its components are the model) and where it came from."""
@@ -43,12 +50,7 @@ class ModelBundle:
         """Bytes held by every component's parameters and buffers (the cache counts these)."""
         if self.shares_pipe:
             return 0
-        total = 0
-        for component in self.pipe.components.values():
-            if isinstance(component, torch.nn.Module):
-                total += sum(t.element_size() * t.nelement()
-                             for t in (*component.parameters(), *component.buffers()))
-        return total
+        return sum(module_bytes(component) for component in self.pipe.components.values())
 
 
 @dataclass
@@ -83,5 +85,4 @@ class MotionModule:
 
     @property
     def nbytes(self) -> int:
-        return sum(t.element_size() * t.nelement()
-                   for t in (*self.adapter.parameters(), *self.adapter.buffers()))
+        return module_bytes(self.adapter)

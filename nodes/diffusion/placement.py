@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from nodes.diffusion.bundle import module_bytes
+
 GPU, MODEL_OFFLOAD, GROUP_OFFLOAD, CPU = "gpu", "model_offload", "group_offload", "cpu"
 # Room kept free for activations, attention and the VAE's decode, beside the weights: a 480p
 # 81-frame Wan clip takes about 3 GiB at bf16 in the transformer (its largest working set).
@@ -26,13 +28,6 @@ class Placement:
 
     mode: str
     reason: str
-
-
-def module_bytes(module: Any) -> int:
-    if not isinstance(module, torch.nn.Module):
-        return 0
-    return sum(t.element_size() * t.nelement() for t in (*module.parameters(),
-                                                           *module.buffers()))
 
 
 def choose_placement(component_bytes: dict[str, int], free_bytes: int,
